@@ -1,0 +1,174 @@
+"""``pedf`` — the command line: check, run, simulate, status, demo, deadletter."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from gateway.errors import ConfigError
+from gateway.logs import setup_logging
+
+
+def _load(path: str):  # noqa: ANN202
+    from gateway.site import load_site
+
+    return load_site(path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from drivers.request_plan import plan_requests
+
+    site = _load(args.site)
+    print(f"site {site.name} ({site.config.site.timezone}): {len(site.config.buildings)} building(s), "
+          f"{len(site.devices)} device(s), {len(site.config.sinks)} sink(s) — configuration is valid")
+    from gateway.service import line_key
+
+    for d in site.devices:
+        s = d.section
+        plan = plan_requests(d.points, max_registers=d.max_registers, max_gap=s.max_gap, holes=d.holes)
+        reqs = ", ".join(f"FC{r.function_code:02d}@{r.address}+{r.count}" for r in plan.requests)
+        print(f"  {d.name:<20} {d.device_class:<18} {line_key(d):<24} unit {s.unit_id:<3} every {s.interval_s:g} s: "
+              f"{len(d.points)} fields in {len(plan.requests)} request(s) [{reqs}]")
+    for sink in site.config.sinks:
+        print(f"  sink {sink.name}: {sink.type} {sink.url}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway.service import Gateway
+
+    site = _load(args.site)
+    gateway = Gateway(site, journal_path=args.journal)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
+        await gateway.run(stop, on_ready=lambda: print("ready", flush=True))
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gateway.simulate import simulate_site
+
+    site = _load(args.site)
+    asyncio.run(simulate_site(site, speed=args.speed, seed=args.seed, poll_log=args.poll_log))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        with urllib.request.urlopen(args.url.rstrip("/") + "/status", timeout=5) as resp:
+            st = json.load(resp)
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"no gateway answers at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(st, indent=2))
+        return 0
+    from gateway.status_view import render_status
+
+    print(render_status(st))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return asyncio.run(run_demo(args.site, duration_s=args.duration, speed=args.speed, influx_url=args.influx_url))
+
+
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    from gateway.journal import Journal
+
+    path = args.journal or _load(args.site).config.journal.path
+
+    async def main() -> None:
+        journal = Journal(path)
+        await journal.open()
+        try:
+            rows = await journal.dead_letters(args.sink, limit=args.limit)
+        finally:
+            await journal.close()
+        for row in rows:
+            print(row)
+        print(f"{len(rows)} dead-lettered line(s)")
+
+    asyncio.run(main())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pedf", description="PEDF building gateway and analytics")
+    p.add_argument("--log-format", choices=["text", "json"], default="text")
+    p.add_argument("--log-level", default="INFO")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate a site file and print the polling plan (touches no device)")
+    c.add_argument("site")
+    c.set_defaults(func=cmd_check)
+
+    r = sub.add_parser("run", help="run the gateway service for a site")
+    r.add_argument("site")
+    r.add_argument("--journal", help="journal path (default: the site file's journal.path)")
+    r.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("simulate", help="serve the site's devices from the PEDF building simulator")
+    s.add_argument("site")
+    s.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--poll-log", help="append one line per served read to this file")
+    s.set_defaults(func=cmd_simulate)
+
+    st = sub.add_parser("status", help="devices up/down, samples/s, journal backlog per sink")
+    st.add_argument("--url", default="http://127.0.0.1:8780")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    d = sub.add_parser("demo", help="simulated PEDF building read by the gateway for one simulated day")
+    d.add_argument("site", nargs="?", default="examples/demo-site.yaml")
+    d.add_argument("--duration", type=float, default=60.0, help="real seconds to run")
+    d.add_argument("--speed", type=float, default=1440.0, help="simulated seconds per real second")
+    d.add_argument("--influx-url", help="also write to an InfluxDB 1.x at this URL (database pedf)")
+    d.set_defaults(func=cmd_demo)
+
+    dl = sub.add_parser("deadletter", help="lines a database refused, kept aside")
+    dl_sub = dl.add_subparsers(dest="action", required=True)
+    ls = dl_sub.add_parser("list")
+    ls.add_argument("site", nargs="?")
+    ls.add_argument("--journal")
+    ls.add_argument("--sink")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.set_defaults(func=cmd_deadletter)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.log_format, args.log_level)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error{'s' if len(exc.problems) > 1 else ''}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["Path", "build_parser", "main"]
