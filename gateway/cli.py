@@ -9,7 +9,6 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 from gateway.errors import ConfigError
 from gateway.logs import setup_logging
@@ -85,7 +84,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
-    return asyncio.run(run_demo(args.site, duration_s=args.duration, speed=args.speed, influx_url=args.influx_url))
+    return asyncio.run(run_demo(args.site, simulated_s=args.hours * 3600, speed=args.speed, influx_url=args.influx_url))
 
 
 def cmd_deadletter(args: argparse.Namespace) -> int:
@@ -137,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="simulated PEDF building read by the gateway for one simulated day")
     d.add_argument("site", nargs="?", default="examples/demo-site.yaml")
-    d.add_argument("--duration", type=float, default=60.0, help="real seconds to run")
+    d.add_argument("--hours", type=float, default=24.0, help="simulated hours to run")
     d.add_argument("--speed", type=float, default=1440.0, help="simulated seconds per real second")
     d.add_argument("--influx-url", help="also write to an InfluxDB 1.x at this URL (database pedf)")
     d.set_defaults(func=cmd_demo)
@@ -170,5 +169,3 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     sys.exit(main())
 
-
-__all__ = ["Path", "build_parser", "main"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -252,13 +253,13 @@ class Gateway:
         devices = {}
         for poller in self.pollers.values():
             for name, st in poller.stats().items():
-                devices[name] = st if isinstance(st, dict) else st.as_dict()
+                devices[name] = st if isinstance(st, dict) else _as_dict(st)
         jstats = self.journal.stats()
         elapsed = max((now - self.counters.started_ns) / 1e9, 1e-9)
         sinks = {}
         for name, d in self.deliveries.items():
             ds = d.stats()
-            sinks[name] = ds if isinstance(ds, dict) else ds.as_dict()
+            sinks[name] = ds if isinstance(ds, dict) else _as_dict(ds)
         return {
             "site": self.site.name,
             "uptime_s": round(elapsed, 3),
@@ -269,6 +270,13 @@ class Gateway:
             "samples_per_s": round(self.counters.samples / elapsed, 2),
             "overruns": self.counters.overruns,
             "commit_failures": self.counters.commit_failures,
-            "journal": jstats if isinstance(jstats, dict) else jstats.as_dict(),
+            "journal": jstats if isinstance(jstats, dict) else _as_dict(jstats),
             "sinks": sinks,
         }
+
+
+def _as_dict(obj: object) -> dict:
+    as_dict = getattr(obj, "as_dict", None)
+    if callable(as_dict):
+        return as_dict()
+    return dataclasses.asdict(obj)  # type: ignore[call-overload]

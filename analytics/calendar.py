@@ -1,0 +1,131 @@
+"""Working-day calendar for demand-response baselines, kept as data.
+
+Baseline rules (CAISO 10-in-10, Beijing high-5-of-10, Jiangsu last-5) count *working days*: weekdays
+that are not public holidays, plus the weekend days the government turns into make-up working days
+(调休). Those dates change every year by State Council notice, so they live in a CSV file
+(``date,kind,name`` with ``kind`` ``holiday`` or ``workday``; ``#`` starts a comment), not in code.
+``analytics/data/calendar_cn_example.csv`` is an example for 2025-2026 (sources in its header);
+a site ships its own. Dates are site-local calendar dates (DOMAIN.md §7: local-day logic uses the
+site's zone, default Asia/Shanghai).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+__all__ = [
+    "EXAMPLE_CALENDAR_CN",
+    "WorkdayCalendar",
+    "day_eligibility",
+    "load_calendar",
+    "local_day_grid",
+]
+
+EXAMPLE_CALENDAR_CN = Path(__file__).parent / "data" / "calendar_cn_example.csv"
+
+_KINDS = ("holiday", "workday")
+
+
+@dataclass(frozen=True)
+class WorkdayCalendar:
+    """Holidays and make-up working days (site-local dates) read from one calendar file."""
+
+    holidays: frozenset[dt.date]
+    makeup_workdays: frozenset[dt.date]
+    source: str
+
+    def is_working_day(self, day: dt.date) -> bool:
+        """A make-up working day works; a holiday does not; otherwise Monday-Friday work."""
+        if day in self.makeup_workdays:
+            return True
+        if day in self.holidays:
+            return False
+        return day.weekday() < 5
+
+
+def load_calendar(path: str | Path = EXAMPLE_CALENDAR_CN) -> WorkdayCalendar:
+    """Read a ``date,kind,name`` CSV; reject unknown kinds, bad dates and dates listed twice."""
+    path = Path(path)
+    holidays: set[dt.date] = set()
+    workdays: set[dt.date] = set()
+    with path.open(encoding="utf-8", newline="") as fh:
+        lines = [line for line in fh if line.strip() and not line.lstrip().startswith("#")]
+    reader = csv.DictReader(lines)
+    if reader.fieldnames is None or not {"date", "kind"} <= set(reader.fieldnames):
+        raise ValueError(f"{path}: header must contain 'date' and 'kind'")
+    for row_no, row in enumerate(reader, start=2):
+        try:
+            day = dt.date.fromisoformat(row["date"].strip())
+        except ValueError as exc:
+            raise ValueError(f"{path}: data row {row_no}: bad date {row['date']!r}") from exc
+        kind = row["kind"].strip()
+        if kind not in _KINDS:
+            raise ValueError(f"{path}: data row {row_no}: kind must be one of {_KINDS}, got {kind!r}")
+        if day in holidays or day in workdays:
+            raise ValueError(f"{path}: data row {row_no}: {day} listed twice")
+        (holidays if kind == "holiday" else workdays).add(day)
+    return WorkdayCalendar(frozenset(holidays), frozenset(workdays), str(path))
+
+
+def day_eligibility(
+    calendar: WorkdayCalendar,
+    first_day: dt.date,
+    n_days: int,
+    event_days: np.ndarray | list[int] | None = None,
+) -> np.ndarray:
+    """Boolean mask over ``n_days`` local days from ``first_day``: True where a day may be a baseline day.
+
+    A day is eligible when it is a working day of ``calendar`` and not an event day
+    (``event_days``: indices into the same range). Baseline functions also exclude every event day
+    they are given, so passing the events here is only needed for events they are not told about.
+    """
+    if n_days < 0:
+        raise ValueError("n_days must be >= 0")
+    mask = np.fromiter(
+        (calendar.is_working_day(first_day + dt.timedelta(days=i)) for i in range(n_days)),
+        dtype=np.bool_,
+        count=n_days,
+    )
+    if event_days is not None:
+        idx = np.asarray(event_days, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= n_days):
+            raise ValueError("event_days must index into the day range")
+        mask[idx] = False
+    return mask
+
+
+def local_day_grid(
+    start_utc: dt.datetime, n_intervals: int, interval_min: int, tz: str = "Asia/Shanghai"
+) -> tuple[dt.date, int, int]:
+    """Check that a UTC interval grid splits into whole, equal site-local days.
+
+    Returns ``(first_local_date, intervals_per_day, n_days)``. ``start_utc`` must be a local
+    midnight; days whose length differs (a daylight-saving change) are rejected, because the
+    day-major baseline kernels assume equal days.
+    """
+    if start_utc.tzinfo is None:
+        raise ValueError("start_utc must be timezone-aware")
+    zone = ZoneInfo(tz)
+    local = start_utc.astimezone(zone)
+    if (local.hour, local.minute, local.second, local.microsecond) != (0, 0, 0, 0):
+        raise ValueError(f"start_utc is not a local midnight in {tz}: {local.isoformat()}")
+    per_day, rem = divmod(24 * 60, interval_min)
+    if rem:
+        raise ValueError("interval_min must divide 24 h")
+    n_days, rem = divmod(n_intervals, per_day)
+    if rem:
+        raise ValueError("n_intervals must cover whole local days")
+    utc = dt.UTC
+    for i in range(n_days + 1):
+        day = local.date() + dt.timedelta(days=i)
+        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(utc)
+        expected = start_utc.astimezone(utc) + dt.timedelta(minutes=interval_min * per_day * i)
+        if midnight != expected:
+            raise ValueError(f"local day {day} in {tz} is not {per_day} intervals long (DST change)")
+    return local.date(), per_day, n_days

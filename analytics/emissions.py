@@ -1,0 +1,473 @@
+"""Scope 2 emissions (location- and market-based), avoided emissions, hourly CFE, roll-ups, credits.
+
+Sources: GHG Protocol Scope 2 Guidance (WRI/WBCSD, 2015) and the conventions of DOMAIN.md §3 and
+§7, which fix every choice the guidance leaves open:
+
+- location-based = Σ grid import × grid average factor; contractual instruments do not change it;
+- market-based = instruments first (China GECs, 1 GEC = 1 MWh, 发改能源〔2023〕1044号; PPAs), the
+  rest × residual factor. Instruments retired for a month cover that month's import only
+  (``"monthly"``) [alt ``"pooled"`` over the period]; self-consumed on-site PV is zero-emission
+  unless its certificates were sold, then it counts at the residual factor; never negative.
+  China publishes no regional residual factor, so market-based (national residual) can exceed
+  location-based (regional average): the result says so in ``notes``;
+- exported PV is not netted off: it is reported separately as avoided emissions;
+- avoided emissions of shifted energy = Σ shifted kWh × marginal factor (MOER);
+- hourly CFE score = Σ_h min(consumption_h, CFE_h) / Σ_h consumption_h, no carry-over.
+
+Months and hours are site-local (the site's zone) through :func:`analytics.tou.local_offsets`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics._numba import NS_PER_HOUR, as_rows, kernel, prange
+from analytics.factors import FactorSeries, GridFactor
+from analytics.tou import local_offsets
+
+__all__ = [
+    "MATCHING_CONVENTIONS",
+    "AvoidedEmissions",
+    "CfeScore",
+    "ReductionCredits",
+    "Rollup",
+    "RollupLevel",
+    "Scope2",
+    "cfe_score",
+    "local_months",
+    "reduction_credits",
+    "rollup",
+    "scope2",
+    "shift_avoided_emissions",
+]
+
+MATCHING_CONVENTIONS = ("monthly", "pooled")
+Factor = GridFactor | FactorSeries
+
+
+@dataclass(frozen=True)
+class Scope2:
+    """Scope 2 per building [kg CO2], arrays (n_buildings,); monthly arrays (n_buildings, n_months)."""
+
+    months: np.ndarray
+    grid_import_kwh: np.ndarray
+    monthly_import_kwh: np.ndarray
+    location_kg: np.ndarray
+    market_kg: np.ndarray
+    covered_kwh: np.ndarray
+    pv_sold_certificates_kwh: np.ndarray
+    exported_pv_avoided_kg: np.ndarray
+    market_exceeds_location: np.ndarray
+    n_missing: np.ndarray
+    location_factor: str
+    residual_factor: str
+    export_factor: str
+    matching: str
+    notes: tuple[str, ...]
+    convention: str = "GHG Protocol Scope 2 Guidance (2015), DOMAIN.md §3/§7 market-based conventions"
+
+
+@dataclass(frozen=True)
+class AvoidedEmissions:
+    avoided_kg: np.ndarray
+    n_missing: np.ndarray
+    factor: str
+    convention: str = "avoided = Σ reduced kWh × marginal factor (DOMAIN.md §3)"
+
+
+@dataclass(frozen=True)
+class CfeScore:
+    score: np.ndarray
+    matched_kwh: np.ndarray
+    consumption_kwh: np.ndarray
+    n_hours: int
+    n_hours_excluded: np.ndarray
+    convention: str = "Σ_h min(consumption_h, CFE_h) / Σ_h consumption_h, no carry-over (DOMAIN.md §7)"
+
+
+@kernel(parallel=True, reassociate=True)
+def _weighted_kernel(energy, factor, seg_bounds, seg_month, monthly, weighted, n_missing):
+    # Intervals come in runs of one month (seg_bounds[s]:seg_bounds[s + 1] -> month seg_month[s]);
+    # branch-free sums so the inner loop vectorises.
+    m = energy.shape[0]
+    for r in prange(m):
+        for k in range(monthly.shape[1]):
+            monthly[r, k] = 0.0
+        acc = 0.0
+        missing = 0
+        for s in range(seg_month.size):
+            e_sum = 0.0
+            for j in range(seg_bounds[s], seg_bounds[s + 1]):
+                e = energy[r, j]
+                w = e * factor[j]
+                e_sum += e if e == e else 0.0
+                acc += w if w == w else 0.0
+                missing += w != w
+            monthly[r, seg_month[s]] += e_sum
+        weighted[r] = acc
+        n_missing[r] = missing
+
+
+def _month_runs(month_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of equal month index: (bounds, month of each run)."""
+    if month_idx.size == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    change = np.flatnonzero(month_idx[1:] != month_idx[:-1]) + 1
+    bounds = np.concatenate([[0], change, [month_idx.size]]).astype(np.int64)
+    return bounds, np.ascontiguousarray(month_idx[bounds[:-1]])
+
+
+@kernel(parallel=True)
+def _cfe_kernel(consumption, supply, hour_idx, n_hours, matched, total, excluded):
+    m, n = consumption.shape
+    for r in prange(m):
+        c_h = np.zeros(n_hours)
+        s_h = np.zeros(n_hours)
+        bad = np.zeros(n_hours, dtype=np.bool_)
+        for j in range(n):
+            c = consumption[r, j]
+            s = supply[r, j]
+            if np.isnan(c) or np.isnan(s):
+                bad[hour_idx[j]] = True
+            else:
+                c_h[hour_idx[j]] += c
+                s_h[hour_idx[j]] += s
+        acc_m = 0.0
+        acc_c = 0.0
+        n_bad = 0
+        for h in range(n_hours):
+            if bad[h]:
+                n_bad += 1
+                continue
+            acc_m += min(c_h[h], s_h[h])
+            acc_c += c_h[h]
+        matched[r] = acc_m
+        total[r] = acc_c
+        excluded[r] = n_bad
+
+
+def local_months(ts_ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
+    """Site-local month of each time: (months spanned as ``datetime64[M]``, index into them per time)."""
+    ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
+    if ts.size == 0:
+        return np.array([], dtype="datetime64[M]"), np.array([], dtype=np.int64)
+    transitions, offsets = local_offsets(ts, tz)
+    local = ts + offsets[np.searchsorted(transitions, ts, side="right") - 1]
+    month = local.astype("datetime64[ns]").astype("datetime64[M]")
+    first, last = month.min(), month.max()
+    months = np.arange(first, last + np.timedelta64(1, "M"))
+    return months, (month - first).astype(np.int64)
+
+
+def _factor_per_interval(factor: Factor, ts: np.ndarray, *, scope2_only: bool = True) -> np.ndarray:
+    if isinstance(factor, GridFactor):
+        if scope2_only and not factor.scope2:
+            raise ValueError(f"{factor.label} is a lifecycle footprint factor, not a Scope 2 factor")
+        return np.full(ts.size, factor.kg_per_kwh)
+    return np.ascontiguousarray(factor.at(ts))
+
+
+def _per_month(values, m: int, n_months: int, name: str) -> np.ndarray:
+    if values is None:
+        return np.zeros((m, n_months))
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 0:
+        raise ValueError(f"{name}: give one value per month ({n_months}), not a scalar")
+    arr = np.broadcast_to(arr, (m, n_months)) if arr.shape[-1] == n_months else None
+    if arr is None or np.any(arr < 0) or np.any(np.isnan(arr)):
+        raise ValueError(f"{name}: expected non-negative values of shape ({n_months},) or ({m}, {n_months})")
+    return arr
+
+
+def scope2(
+    ts_ns: np.ndarray,
+    grid_import_kwh: np.ndarray,
+    *,
+    location_factor: Factor,
+    residual_factor: GridFactor,
+    tz: str = "Asia/Shanghai",
+    gec_mwh: np.ndarray | None = None,
+    ppa_kwh: np.ndarray | None = None,
+    pv_self_consumed_kwh: np.ndarray | None = None,
+    pv_certificates_sold_kwh: np.ndarray | None = None,
+    grid_export_kwh: np.ndarray | None = None,
+    export_factor: Factor | None = None,
+    matching: str = "monthly",
+) -> Scope2:
+    """Location- and market-based Scope 2 emissions (GHG Protocol Scope 2 Guidance, 2015; DOMAIN.md §3/§7).
+
+    Parameters
+    ----------
+    ts_ns : interval starts [ns, UTC], shape (n,).
+    grid_import_kwh : grid import per interval [kWh], (n,) or (n_buildings, n); NaN = missing.
+    location_factor : grid average factor (a :class:`GridFactor`, or an ``"average"`` series).
+    residual_factor : factor for import not covered by instruments, e.g.
+        ``mee_nbs_excl_market_nonfossil/national/<year>``.
+    tz : site's zone; instruments are per site-local month (see :func:`local_months`).
+    gec_mwh : green certificates retired per month [MWh], (n_months,) or (n_buildings, n_months).
+    ppa_kwh : PPA energy delivered per month [kWh], same shape rules.
+    pv_self_consumed_kwh, pv_certificates_sold_kwh : per month [kWh]; self-consumed PV whose
+        certificates were sold (capped at the self-consumed amount) counts at the residual factor.
+    grid_export_kwh : exported PV per interval [kWh], reported as avoided emissions.
+    export_factor : factor for the avoided emissions of export (default: ``location_factor``).
+    matching : ``"monthly"`` (default, no carry-over) or ``"pooled"`` over the whole period.
+    """
+    if matching not in MATCHING_CONVENTIONS:
+        raise ValueError(f"matching must be one of {MATCHING_CONVENTIONS}")
+    if isinstance(location_factor, FactorSeries) and location_factor.kind != "average":
+        raise ValueError("location-based Scope 2 needs an average factor, not a marginal one")
+    if not residual_factor.scope2:
+        raise ValueError(f"{residual_factor.label} is not a Scope 2 factor")
+    ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
+    imp, was_1d = as_rows(grid_import_kwh, "grid_import_kwh", ts.size)
+    m = imp.shape[0]
+    months, month_idx = local_months(ts, tz)
+    bounds, run_month = _month_runs(month_idx)
+    n_months = months.size
+    monthly = np.empty((m, n_months))
+    location = np.empty(m)
+    n_missing = np.empty(m, dtype=np.int64)
+    _weighted_kernel(imp, _factor_per_interval(location_factor, ts), bounds, run_month, monthly, location,
+                     n_missing)
+
+    instruments = (_per_month(gec_mwh, m, n_months, "gec_mwh") * 1000.0
+                   + _per_month(ppa_kwh, m, n_months, "ppa_kwh"))
+    if matching == "monthly":
+        covered = np.minimum(monthly, instruments).sum(axis=1)
+    else:
+        covered = np.minimum(monthly.sum(axis=1), instruments.sum(axis=1))
+    pv_self = _per_month(pv_self_consumed_kwh, m, n_months, "pv_self_consumed_kwh")
+    sold = np.minimum(_per_month(pv_certificates_sold_kwh, m, n_months, "pv_certificates_sold_kwh"),
+                      pv_self).sum(axis=1)
+    total_import = monthly.sum(axis=1)
+    residual_kwh = np.maximum(total_import - covered, 0.0)
+    market = (residual_kwh + sold) * residual_factor.kg_per_kwh
+
+    export_factor = export_factor or location_factor
+    avoided = np.zeros(m)
+    if grid_export_kwh is not None:
+        exp, _ = as_rows(grid_export_kwh, "grid_export_kwh", ts.size)
+        scratch = np.empty((exp.shape[0], n_months))
+        missing_exp = np.empty(exp.shape[0], dtype=np.int64)
+        export_f = _factor_per_interval(export_factor, ts)
+        _weighted_kernel(exp, export_f, bounds, run_month, scratch, avoided, missing_exp)
+    exceeds = market > location
+    notes = []
+    if bool(np.any(exceeds)):
+        notes.append(
+            "market-based exceeds location-based for some buildings: China publishes no regional "
+            f"residual factor, so uncovered import is counted at {residual_factor.label} "
+            f"({residual_factor.kg_per_kwh} kg/kWh) against the location factor {location_factor.label}"
+        )
+    if isinstance(location_factor, GridFactor) and location_factor.unverified:
+        notes.append(f"location factor {location_factor.label} is marked unverified in its source")
+    if was_1d:
+        squeeze = (total_import, monthly, location, market, covered, sold, avoided, exceeds, n_missing)
+        total_import, monthly, location, market, covered, sold, avoided, exceeds, n_missing = (
+            a[0] for a in squeeze)
+    return Scope2(
+        months=months, grid_import_kwh=total_import, monthly_import_kwh=monthly, location_kg=location,
+        market_kg=market, covered_kwh=covered, pv_sold_certificates_kwh=sold,
+        exported_pv_avoided_kg=avoided, market_exceeds_location=exceeds, n_missing=n_missing,
+        location_factor=location_factor.label, residual_factor=residual_factor.label,
+        export_factor=export_factor.label, matching=matching, notes=tuple(notes),
+    )
+
+
+def shift_avoided_emissions(
+    ts_ns: np.ndarray, reduced_kwh: np.ndarray, marginal: FactorSeries
+) -> AvoidedEmissions:
+    """Avoided emissions of shifted energy [kg] = Σ reduced_kwh × MOER (DOMAIN.md §3, marginal vs average).
+
+    ``reduced_kwh`` [kWh] is reference minus actual consumption per interval: positive where load was
+    taken away, negative where it was moved to. ``marginal`` must be a ``"marginal"`` series.
+    """
+    if marginal.kind != "marginal":
+        raise ValueError("avoided emissions of a shift need a marginal factor series (MOER)")
+    ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
+    rows, was_1d = as_rows(reduced_kwh, "reduced_kwh", ts.size)
+    scratch = np.empty((rows.shape[0], 1))
+    avoided = np.empty(rows.shape[0])
+    n_missing = np.empty(rows.shape[0], dtype=np.int64)
+    runs = _month_runs(np.zeros(ts.size, dtype=np.int64))
+    _weighted_kernel(rows, _factor_per_interval(marginal, ts), *runs, scratch, avoided, n_missing)
+    if was_1d:
+        avoided, n_missing = avoided[0], n_missing[0]
+    return AvoidedEmissions(avoided, n_missing, marginal.label)
+
+
+def cfe_score(
+    ts_ns: np.ndarray, consumption_kwh: np.ndarray, cfe_supply_kwh: np.ndarray, *, tz: str = "Asia/Shanghai"
+) -> CfeScore:
+    """Hourly carbon-free-energy score (DOMAIN.md §3 "Hourly matching", §7 "Hourly CFE score").
+
+    Intervals are summed into site-local clock hours; an hour with any missing consumption or
+    supply interval is left out of both sums and counted in ``n_hours_excluded``.
+    """
+    ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
+    cons, was_1d = as_rows(consumption_kwh, "consumption_kwh", ts.size)
+    supply, _ = as_rows(cfe_supply_kwh, "cfe_supply_kwh", ts.size)
+    if supply.shape != cons.shape:
+        raise ValueError("consumption_kwh and cfe_supply_kwh must have the same shape")
+    if ts.size:
+        transitions, offsets = local_offsets(ts, tz)
+        local_hour = (ts + offsets[np.searchsorted(transitions, ts, side="right") - 1]) // NS_PER_HOUR
+        hour_idx = np.ascontiguousarray(local_hour - local_hour.min())
+        n_hours = int(hour_idx.max()) + 1
+    else:
+        hour_idx, n_hours = np.zeros(0, dtype=np.int64), 0
+    m = cons.shape[0]
+    matched, total = np.empty(m), np.empty(m)
+    excluded = np.empty(m, dtype=np.int64)
+    _cfe_kernel(cons, supply, hour_idx, n_hours, matched, total, excluded)
+    score = np.full(m, np.nan)
+    np.divide(matched, total, out=score, where=total > 0)
+    if was_1d:
+        score, matched, total, excluded = score[0], matched[0], total[0], excluded[0]
+    return CfeScore(score, matched, total, n_hours, excluded)
+
+
+@dataclass(frozen=True)
+class RollupLevel:
+    """One level of a roll-up; arrays have one entry per node of the level."""
+
+    name: str
+    emissions_kg: np.ndarray
+    area_m2: np.ndarray
+    output: np.ndarray
+    kg_per_m2: np.ndarray
+    kg_per_output: np.ndarray
+
+
+@dataclass(frozen=True)
+class Rollup:
+    levels: tuple[RollupLevel, ...]
+    factor_sets: tuple[str, ...]
+    output_unit: str
+    convention: str = (
+        "sum of children, each with its own grid factor; intensity = total / total area (DOMAIN.md §7)"
+    )
+
+
+@dataclass(frozen=True)
+class ReductionCredits:
+    reduction_kg: np.ndarray
+    credit_kg: np.ndarray
+    fleet_net_kg: float
+    method: str
+    factor: str
+    convention: str = "same factor set in baseline and reporting; credit = max(0, reduction) (DOMAIN.md §7)"
+
+
+@kernel()
+def _group_sum_kernel(values, groups, out):
+    for k in range(out.size):
+        out[k] = 0.0
+    for i in range(values.size):
+        out[groups[i]] += values[i]
+
+
+def _group_sum(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.ndarray:
+    out = np.empty(n_groups)
+    _group_sum_kernel(np.ascontiguousarray(values, dtype=np.float64), groups, out)
+    return out
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out = np.full(num.shape, np.nan)
+    np.divide(num, den, out=out, where=den > 0)
+    return out
+
+
+def rollup(
+    device_kg: np.ndarray,
+    device_factor_labels: Sequence[str],
+    parents: Sequence[np.ndarray],
+    *,
+    level_names: Sequence[str] = ("device", "building", "park", "region"),
+    building_area_m2: np.ndarray,
+    building_output: np.ndarray | None = None,
+    output_unit: str = "unit",
+) -> Rollup:
+    """Roll emissions up device → building → park → region (DOMAIN.md §7, "Roll-ups").
+
+    Parameters
+    ----------
+    device_kg : emissions per device [kg], each already computed with its own grid's factor.
+    device_factor_labels : the factor set label used for each device (recorded in the result).
+    parents : one int array per step up: ``parents[0][i]`` is the building of device ``i``,
+        ``parents[1][b]`` the park of building ``b``, ``parents[2][p]`` the region of park ``p``.
+    building_area_m2 : floor area per building [m²]; summed upwards.
+    building_output : units of output per building (e.g. production units); summed upwards.
+
+    Intensities at every level are the level's total over its total area (or output), never the
+    mean of the children's intensities.
+    """
+    kg = np.ascontiguousarray(device_kg, dtype=np.float64)
+    if len(device_factor_labels) != kg.size:
+        raise ValueError("one factor label per device is required")
+    if len(level_names) != len(parents) + 1:
+        raise ValueError("level_names must have one name per level (len(parents) + 1)")
+    area = np.asarray(building_area_m2, dtype=np.float64)
+    output = np.full(area.shape, np.nan) if building_output is None else np.asarray(building_output, float)
+    # Level i has one node per entry of parents[i]; the top level's size is its largest index + 1.
+    sizes = [kg.size] + [len(p) for p in parents[1:]]
+    sizes.append(int(np.max(parents[-1])) + 1 if len(parents[-1]) else 0)
+    levels = [RollupLevel(level_names[0], kg, np.full(kg.size, np.nan), np.full(kg.size, np.nan),
+                          np.full(kg.size, np.nan), np.full(kg.size, np.nan))]
+    for step, parent in enumerate(parents):
+        parent = np.ascontiguousarray(parent, dtype=np.int64)
+        n = sizes[step + 1]
+        if parent.size != sizes[step] or (parent.size and (parent.min() < 0 or parent.max() >= n)):
+            upper = level_names[step + 1]
+            raise ValueError(f"parents[{step}] must map each {level_names[step]} to a {upper}")
+        kg = _group_sum(kg, parent, n)
+        if step == 0:
+            if area.size != n or output.size != n:
+                raise ValueError("building_area_m2 and building_output need one value per building")
+        else:
+            area, output = _group_sum(area, parent, n), _group_sum(output, parent, n)
+        levels.append(
+            RollupLevel(level_names[step + 1], kg, area, output, _ratio(kg, area), _ratio(kg, output))
+        )
+    return Rollup(tuple(levels), tuple(sorted(set(device_factor_labels))), output_unit)
+
+
+def reduction_credits(
+    baseline_kwh: np.ndarray,
+    reporting_kwh: np.ndarray,
+    factor: GridFactor,
+    *,
+    reporting_factor: GridFactor | None = None,
+    method: str = "absolute",
+    baseline_activity: np.ndarray | None = None,
+    reporting_activity: np.ndarray | None = None,
+) -> ReductionCredits:
+    """Emission reductions against a baseline period, 碳普惠-style (DOMAIN.md §7, "Reduction credits").
+
+    ``"absolute"``: reduction = (E_baseline − E_reporting) × factor. ``"intensity"``: the baseline
+    energy per unit of activity, scaled to the reporting activity: (E_b / A_b × A_r − E_r) × factor.
+    The same factor set must serve both periods (passing a different ``reporting_factor`` is an
+    error); per project the credit is max(0, reduction); the fleet's net (negatives included) is
+    reported separately.
+    """
+    if reporting_factor is not None and reporting_factor != factor:
+        raise ValueError(f"baseline uses {factor.label} but reporting uses {reporting_factor.label}")
+    if not factor.scope2:
+        raise ValueError(f"{factor.label} is not a Scope 2 factor")
+    base = np.asarray(baseline_kwh, dtype=np.float64)
+    rep = np.asarray(reporting_kwh, dtype=np.float64)
+    if method == "absolute":
+        adjusted = base
+    elif method == "intensity":
+        if baseline_activity is None or reporting_activity is None:
+            raise ValueError("method 'intensity' needs baseline_activity and reporting_activity")
+        adjusted = _ratio(base, np.asarray(baseline_activity, float)) * np.asarray(reporting_activity, float)
+    else:
+        raise ValueError("method must be 'absolute' or 'intensity'")
+    reduction = (adjusted - rep) * factor.kg_per_kwh
+    return ReductionCredits(reduction, np.maximum(reduction, 0.0), float(np.nansum(reduction)), method,
+                            factor.label)

@@ -1,0 +1,85 @@
+"""Measurement and verification of demand-response events: delivered response against a baseline.
+
+Delivered response = baseline − measured, per interval, summed over the event; average power =
+energy / event duration (Jiangsu rule, DOMAIN.md §5). Net by default — intervals where the load rose
+above the baseline count against the total; ``clip="per-building"`` clips each building's intervals
+at 0 instead (DOMAIN.md §7). Missing data in the event window gives NaN, never 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics._flexcommon import as_2d
+from analytics._numba import kernel, prange
+from analytics.baselines import Baseline, DrEvents
+
+__all__ = ["DeliveredResponse", "delivered_response"]
+
+
+@dataclass(frozen=True)
+class DeliveredResponse:
+    """interval_kw: (buildings, events, intervals_per_day), NaN outside the event window [kW];
+    energy_kwh / avg_kw: (buildings, events); fleet_energy_kwh / fleet_avg_kw: (events,), NaN if any
+    building is NaN; duration_h: (events,)."""
+
+    interval_kw: np.ndarray
+    energy_kwh: np.ndarray
+    avg_kw: np.ndarray
+    fleet_energy_kwh: np.ndarray
+    fleet_avg_kw: np.ndarray
+    duration_h: np.ndarray
+    convention: dict[str, str]
+
+
+@kernel(parallel=True)
+def _response_kernel(baseline, measured, ipd, event_day, event_start, event_stop, dt_h, clip):
+    nb, ne, _ = baseline.shape
+    interval = np.full((nb, ne, ipd), np.nan)
+    energy = np.empty((nb, ne))
+    for b in prange(nb):
+        for e in range(ne):
+            acc = 0.0
+            base = event_day[e] * ipd
+            for i in range(event_start[e], event_stop[e]):
+                d = baseline[b, e, i] - measured[b, base + i]
+                if clip and d < 0.0:
+                    d = 0.0
+                interval[b, e, i] = d
+                acc += d
+            energy[b, e] = acc * dt_h
+    return interval, energy
+
+
+def delivered_response(
+    baseline_kw: Baseline | np.ndarray,
+    measured_kw: np.ndarray,
+    events: DrEvents,
+    intervals_per_day: int,
+    clip: str = "net",
+) -> DeliveredResponse:
+    """Delivered response per building and for the fleet (sum of buildings).
+
+    ``baseline_kw``: a ``Baseline`` or its (buildings, events, intervals_per_day) array [kW];
+    ``measured_kw``: (buildings, intervals) from a local midnight, like the baseline's input [kW].
+    E = Σ (baseline − measured)·Δt over the event [kWh]; P̄ = E / duration [kW] (DOMAIN.md §5).
+    """
+    if clip not in ("net", "per-building"):
+        raise ValueError("clip must be 'net' or 'per-building'")
+    base = baseline_kw.baseline_kw if isinstance(baseline_kw, Baseline) else baseline_kw
+    base = np.ascontiguousarray(base, dtype=np.float64)
+    measured = as_2d(measured_kw, "measured_kw")
+    if intervals_per_day < 1 or measured.shape[1] % intervals_per_day:
+        raise ValueError("measured_kw must cover whole days of intervals_per_day intervals")
+    day, start, stop = events.validated(measured.shape[1] // intervals_per_day, intervals_per_day)
+    if base.ndim != 3 or base.shape != (measured.shape[0], day.size, intervals_per_day):
+        raise ValueError("baseline_kw must be (buildings, events, intervals_per_day)")
+    dt_h = 24.0 / intervals_per_day
+    interval, energy = _response_kernel(base, measured, intervals_per_day, day, start, stop, dt_h,
+                                        clip == "per-building")
+    duration = (stop - start) * dt_h
+    fleet = energy.sum(axis=0)
+    return DeliveredResponse(interval, energy, energy / duration, fleet, fleet / duration, duration,
+                             {"clip": clip, "avg": "energy / event duration"})

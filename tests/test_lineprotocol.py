@@ -1,0 +1,169 @@
+"""Line protocol: the spec's escaping table, typed fields, a parse round trip, and influxd reading it back."""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.journal import JournalRow
+from gateway.lineprotocol import LineEncoder, escape_key, escape_measurement, escape_string_field
+from gateway.series import SeriesKey
+
+# Examples from the InfluxDB line protocol reference, "Special characters".
+ESCAPES = [
+    (escape_measurement, "my measurement", r"my\ measurement"),
+    (escape_measurement, "a,b", r"a\,b"),
+    (escape_measurement, "a=b", "a=b"),  # equals needs no escape in a measurement
+    (escape_key, "tag key", r"tag\ key"),
+    (escape_key, "a,b=c", r"a\,b\=c"),
+    (escape_key, "line\nbreak", r"line\ break"),  # newline cannot be written: becomes a space
+    (escape_key, "C:\\path", "C:/path"),  # backslash cannot be escaped in a name
+    (escape_string_field, 'say "hi"', r"say \"hi\""),
+    (escape_string_field, "back\\slash", r"back\\slash"),
+    (escape_string_field, "a, b=c", "a, b=c"),  # nothing else is escaped inside quotes
+]
+
+
+@pytest.mark.parametrize(("fn", "raw", "escaped"), ESCAPES)
+def test_escaping_table(fn, raw: str, escaped: str) -> None:
+    assert fn(raw) == escaped
+
+
+KEY = SeriesKey("meter", (("building", ""), ("site", "s 1")), ("p_kw", "n_i", "on_b", "model_s"),
+                ("float", "int", "bool", "str"))
+
+
+def row(key_id: int, values: list[float], texts=None, ts: int = 1_700_000_000_123_456_789) -> JournalRow:
+    return JournalRow(1, key_id, ts, np.array(values, dtype=np.float64), texts)
+
+
+def test_field_kinds_gaps_and_precision() -> None:
+    enc = LineEncoder(lambda _: KEY)
+    lines = enc.encode_rows([
+        row(1, [1.5, 42.0, 1.0, math.nan], (None, None, None, 'x "y"')),
+        row(1, [math.nan, -7.0, 0.0, math.nan], (None, None, None, None)),
+        row(1, [math.nan, math.nan, math.nan, math.nan], (None, None, None, None)),  # nothing left
+        row(1, [math.inf, math.nan, math.nan, math.nan], None),  # inf is not writable
+        row(1, [1e300, 1e19, math.nan, math.nan], None),  # 1e19 does not fit an int64 field
+    ])
+    assert lines == [
+        r'meter,site=s\ 1 p_kw=1.5,n_i=42i,on_b=true,model_s="x \"y\"" 1700000000123456789',
+        r"meter,site=s\ 1 n_i=-7i,on_b=false 1700000000123456789",
+        r"meter,site=s\ 1 p_kw=1e+300 1700000000123456789",
+    ]
+    assert LineEncoder(lambda _: KEY, "ms").encode_rows([row(1, [2.0] * 3 + [math.nan])])[0].endswith(
+        " 1700000000123")
+    assert LineEncoder(lambda _: KEY, "s").encode_lines_bytes(
+        [row(1, [2.0] * 3 + [math.nan])] * 2).split(b"\n")[1].endswith(b" 1700000000")
+
+
+def test_fast_path_matches_general_path() -> None:
+    key = SeriesKey("m", (), ("a", "b_i"), ("float", "int"))
+    enc = LineEncoder(lambda _: key)
+    assert enc.encode_rows([row(1, [0.1 + 0.2, 3.0]), row(1, [math.nan, 3.0])]) == [
+        f"m a={0.1 + 0.2!r},b_i=3i 1700000000123456789", "m b_i=3i 1700000000123456789"]
+
+
+def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, str], int]:
+    """An independent reader of one line: unescapes per the reference, strings stay quoted-decoded."""
+    i, n = 0, len(line)
+
+    def name(stops: str) -> str:
+        nonlocal i
+        out = []
+        while i < n and line[i] not in stops:
+            if line[i] == "\\" and i + 1 < n and line[i + 1] in ", =":
+                i += 1
+            out.append(line[i])
+            i += 1
+        return "".join(out)
+
+    measurement = name(", ")
+    tags: dict[str, str] = {}
+    while line[i] == ",":
+        i += 1
+        k = name("=")
+        i += 1
+        tags[k] = name(", ")
+    i += 1
+    fields: dict[str, str] = {}
+    while True:
+        k = name("=")
+        i += 1
+        if line[i] == '"':
+            i += 1
+            out = []
+            while line[i] != '"':
+                if line[i] == "\\" and line[i + 1] in '"\\':
+                    i += 1
+                out.append(line[i])
+                i += 1
+            i += 1
+            fields[k] = '"' + "".join(out)
+        else:
+            start = i
+            while line[i] not in ", ":
+                i += 1
+            fields[k] = line[start:i]
+        if line[i] == " ":
+            break
+        i += 1
+    return measurement, tags, fields, int(line[i + 1:])
+
+
+names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=12)
+plain = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=20)
+
+
+def fixed(s: str) -> str:
+    return s.replace("\n", " ").replace("\r", " ").replace("\\", "/")
+
+
+@settings(max_examples=300, deadline=None)
+@given(measurement=names, tags=st.dictionaries(names, names, max_size=3),
+       fvals=st.lists(st.floats(allow_infinity=False), min_size=1, max_size=4),
+       ival=st.integers(-(2**53), 2**53), bval=st.booleans(), text=plain,
+       ts=st.integers(0, 2**62))
+def test_round_trip_through_an_independent_parser(measurement, tags, fvals, ival, bval, text, ts) -> None:
+    fields = (*(f"f{i}" for i in range(len(fvals))), "n i", "b=", "s,")
+    kinds = ("float",) * len(fvals) + ("int", "bool", "str")
+    key = SeriesKey(measurement, tuple(sorted(tags.items())), fields, kinds)
+    values = [*fvals, float(ival), float(bval), math.nan]
+    texts = (None,) * (len(fvals) + 2) + (text,)
+    (line,) = LineEncoder(lambda _: key).encode_rows([row(1, values, texts, ts)])
+    m, t, f, got_ts = parse_line(line)
+    assert m == fixed(measurement) and got_ts == ts
+    assert t == {fixed(k): fixed(v) for k, v in tags.items()}
+    expected = {f"f{i}": v for i, v in enumerate(fvals) if not math.isnan(v)}
+    assert {k: float(v) for k, v in f.items() if k.startswith("f")} == expected
+    assert f["n i"] == f"{ival}i" and f["b="] == ("true" if bval else "false") and f["s,"] == '"' + text
+
+
+def test_influxd_accepts_and_returns_every_kind(influxd) -> None:
+    influxd.create_database("lp")
+    weird = SeriesKey("my meas,ure", (("bui lding", "b=1,x"), ("site", "s1")),
+                      ("p kw", "n,i", "on=b", "model"), ("float", "int", "bool", "str"))
+    plain_key = SeriesKey("inv", (("site", "s1"),), ("p_kw", "q_kvar"), ("float", "float"))
+    keys = {1: weird, 2: plain_key}
+    rows = [row(1, [0.1 + 0.2, -42.0, 1.0, math.nan], (None, None, None, 'ACME "X" \\ v2'), ts=10**18),
+            row(1, [math.nan, 7.0, 0.0, math.nan], (None, None, None, "line1\nline2"), ts=10**18 + 1),
+            row(2, [1e-7, 123456.789], ts=10**18), row(2, [math.nan, 5e300], ts=10**18 + 5)]
+    body = LineEncoder(keys.__getitem__).encode_lines_bytes(rows)
+    req = urllib.request.Request(f"{influxd.url}/write?db=lp", data=body, method="POST")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 204
+    got = influxd.query('SELECT * FROM "my meas,ure"', db="lp")
+    assert [(r["time"], r["p kw"], r["n,i"], r["on=b"], r["model"], r["bui lding"]) for r in got] == [
+        (10**18, 0.1 + 0.2, -42, True, 'ACME "X" \\ v2', "b=1,x"),
+        (10**18 + 1, None, 7, False, "line1\nline2", "b=1,x")]
+    got = influxd.query("SELECT p_kw, q_kvar FROM inv", db="lp")
+    assert [(r["time"], r["p_kw"], r["q_kvar"]) for r in got] == [(10**18, 1e-7, 123456.789),
+                                                                  (10**18 + 5, None, 5e300)]
+    types = influxd.query('SHOW FIELD KEYS FROM "my meas,ure"', db="lp")
+    assert {r["fieldKey"]: r["fieldType"] for r in types} == {
+        "p kw": "float", "n,i": "integer", "on=b": "boolean", "model": "string"}
