@@ -55,46 +55,52 @@ class EnergyBalance:
     convention: str = "DOMAIN.md §7 energy balance; complete intervals only"
 
 
+@kernel(reassociate=True)
+def _balance_row(pv, charge, discharge, imp, exp, load_dc, load_ac, totals, peaks):
+    # Branch-free over complete intervals so the loop vectorises; returns the number of them.
+    s_pv = 0.0
+    s_ch = 0.0
+    s_dis = 0.0
+    s_imp = 0.0
+    s_exp = 0.0
+    s_load = 0.0
+    peak_imp = -np.inf
+    peak_load = -np.inf
+    count = 0
+    for j in range(pv.size):
+        a = pv[j]
+        b = charge[j]
+        c = discharge[j]
+        d = imp[j]
+        e = exp[j]
+        f = load_dc[j] + load_ac[j]
+        check = a + b + c + d + e + f
+        ok = check == check
+        s_pv += a if ok else 0.0
+        s_ch += b if ok else 0.0
+        s_dis += c if ok else 0.0
+        s_imp += d if ok else 0.0
+        s_exp += e if ok else 0.0
+        s_load += f if ok else 0.0
+        peak_imp = max(peak_imp, d if ok else -np.inf)
+        peak_load = max(peak_load, f if ok else -np.inf)
+        count += ok
+    totals[0] = s_pv
+    totals[1] = s_ch
+    totals[2] = s_dis
+    totals[3] = s_imp
+    totals[4] = s_exp
+    totals[5] = s_load
+    peaks[0] = peak_imp if count > 0 else np.nan
+    peaks[1] = peak_load if count > 0 else np.nan
+    return count
+
+
 @kernel(parallel=True)
 def _balance_kernel(pv, charge, discharge, imp, exp, load_dc, load_ac, totals, peaks, n_complete):
-    m, n = pv.shape
-    for r in prange(m):
-        s_pv = 0.0
-        s_ch = 0.0
-        s_dis = 0.0
-        s_imp = 0.0
-        s_exp = 0.0
-        s_load = 0.0
-        peak_imp = -np.inf
-        peak_load = -np.inf
-        count = 0
-        for j in range(n):
-            a = pv[r, j]
-            b = charge[r, j]
-            c = discharge[r, j]
-            d = imp[r, j]
-            e = exp[r, j]
-            f = load_dc[r, j] + load_ac[r, j]
-            if np.isnan(a + b + c + d + e + f):
-                continue
-            s_pv += a
-            s_ch += b
-            s_dis += c
-            s_imp += d
-            s_exp += e
-            s_load += f
-            peak_imp = max(peak_imp, d)
-            peak_load = max(peak_load, f)
-            count += 1
-        totals[r, 0] = s_pv
-        totals[r, 1] = s_ch
-        totals[r, 2] = s_dis
-        totals[r, 3] = s_imp
-        totals[r, 4] = s_exp
-        totals[r, 5] = s_load
-        peaks[r, 0] = peak_imp if count > 0 else np.nan
-        peaks[r, 1] = peak_load if count > 0 else np.nan
-        n_complete[r] = count
+    for r in prange(pv.shape[0]):
+        n_complete[r] = _balance_row(pv[r], charge[r], discharge[r], imp[r], exp[r], load_dc[r], load_ac[r],
+                                     totals[r], peaks[r])
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:

@@ -89,7 +89,22 @@ def _baseline_kernel(load, ipd, eligible, event_day, event_start, first_rank, y,
     out = np.full((nb, ne, ipd), np.nan)
     days = np.full((nb, ne, x), -1, dtype=np.int64)
     factor = np.full((nb, ne), np.nan)
+    nd = load.shape[1] // ipd
     for b in prange(nb):
+        # One forward pass per building gives each day's peak and completeness (prefetch-friendly and
+        # it leaves the row in cache for the per-event gathers that follow).
+        day_peak = np.empty(nd)
+        usable = np.empty(nd, dtype=np.bool_)
+        for d in range(nd):
+            pk = -np.inf
+            gaps = 0
+            for i in range(d * ipd, (d + 1) * ipd):
+                v = load[b, i]
+                gaps += v != v
+                if v > pk:
+                    pk = v
+            day_peak[d] = pk
+            usable[d] = eligible[d] and gaps == 0
         cand = np.empty(y, dtype=np.int64)
         peak = np.empty(y)
         taken = np.empty(y, dtype=np.bool_)
@@ -100,21 +115,12 @@ def _baseline_kernel(load, ipd, eligible, event_day, event_start, first_rank, y,
             nc = 0
             d = d0 - 1
             while d >= 0 and nc < y:
-                if eligible[d]:
-                    pk = -np.inf
-                    complete = True
-                    for i in range(ipd):
-                        v = load[b, d * ipd + i]
-                        if v != v:
-                            complete = False
-                            break
-                        pk = max(pk, v)
-                    if complete:
-                        rank += 1
-                        if rank >= first_rank:
-                            cand[nc] = d
-                            peak[nc] = pk
-                            nc += 1
+                if usable[d]:
+                    rank += 1
+                    if rank >= first_rank:
+                        cand[nc] = d
+                        peak[nc] = day_peak[d]
+                        nc += 1
                 d -= 1
             if nc < y:
                 continue

@@ -109,7 +109,7 @@ def _emit(energy, flags, r, k, acc_e, acc_cov, acc_gap, acc_flag, interval):
 
 @kernel(parallel=True)
 def _interval_energy_kernel(
-    ts, values, start, interval, wrap, p_max_kw, tol_ns, max_span_ns, energy, flags, gap_energy
+    ts, regular, values, start, interval, wrap, p_max_kw, tol_ns, max_span_ns, energy, flags, gap_energy
 ):
     m, n = values.shape
     n_out = energy.shape[1]
@@ -125,10 +125,40 @@ def _interval_energy_kernel(
         prev_t = 0
         prev_v = 0.0
         prev_k = 0
+        prev_j = -2
         prev_on_grid = False
         for j in range(n):
             v = values[r, j]
             if np.isnan(v):
+                continue
+            if regular[j] and prev_j == j - 1:
+                # Exactly one grid step after the reading just used (the common case): the same
+                # result as the general path below, without its bookkeeping.
+                delta = v - prev_v
+                flag = 0
+                if delta < 0.0:
+                    wrapped = delta + wrap
+                    if wrap > 0.0 and wrapped >= 0.0 and wrapped <= p_max_kw * (interval / NS_PER_HOUR):
+                        delta = wrapped
+                        flag = FLAG_ROLLOVER
+                    else:
+                        delta = v
+                        flag = FLAG_RESET
+                if 0 <= prev_k < n_out:
+                    while cur < prev_k:
+                        _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
+                        cur += 1
+                        acc_e = 0.0
+                        acc_cov = 0
+                        acc_gap = False
+                        acc_flag = 0
+                    energy[r, prev_k] = delta
+                    flags[r, prev_k] = flag
+                    cur = prev_k + 1
+                prev_k += 1
+                prev_j = j
+                prev_t = ts[j]
+                prev_v = v
                 continue
             t = ts[j]
             if j + 1 < n and ts[j + 1] == t:
@@ -191,6 +221,7 @@ def _interval_energy_kernel(
                     prev_t = t
                     prev_v = v
                     prev_k = k_t
+                    prev_j = j
                     continue
                 k1 = k_t - 1 if on_grid else k_t  # last interval the span touches
                 if is_gap and k1 >= 0 and k0 < n_out:
@@ -214,6 +245,7 @@ def _interval_energy_kernel(
                     else:
                         acc_e += delta * (overlap / span)
             prev_k = k_t
+            prev_j = j
             prev_on_grid = on_grid
             have_prev = True
             prev_t = t
@@ -284,12 +316,19 @@ def interval_energy(
     if n_intervals is None:
         end = start_ns if ts.size == 0 else _nearest_grid(int(ts[-1]), interval_ns)
         n_intervals = max(0, (end - start_ns) // interval_ns)
+    # A reading exactly on the grid, one interval after the previous timestamp, both unique.
+    on_grid = (ts - start_ns) % interval_ns == 0
+    unique = np.ones(ts.size, dtype=bool)
+    unique[:-1] = ts[1:] != ts[:-1]
+    unique[1:] &= ts[1:] != ts[:-1]
+    regular = np.zeros(ts.size, dtype=np.bool_)
+    regular[1:] = (ts[1:] - ts[:-1] == interval_ns) & on_grid[1:] & unique[1:] & unique[:-1]
     m = values.shape[0]
     energy = np.empty((m, n_intervals))
     flags = np.empty((m, n_intervals), dtype=np.uint8)
     gap = np.empty((m, n_intervals))
     _interval_energy_kernel(
-        ts, values, np.int64(start_ns), np.int64(interval_ns), float(wrap_kwh), float(p_max_kw),
+        ts, regular, values, np.int64(start_ns), np.int64(interval_ns), float(wrap_kwh), float(p_max_kw),
         np.int64(int(snap_tolerance * interval_ns)), np.int64(int(max_span * interval_ns)),
         energy, flags, gap,
     )

@@ -88,25 +88,33 @@ class CfeScore:
     convention: str = "Σ_h min(consumption_h, CFE_h) / Σ_h consumption_h, no carry-over (DOMAIN.md §7)"
 
 
-@kernel(parallel=True, reassociate=True)
+@kernel(reassociate=True)
+def _weighted_row(row, factor, seg_bounds, seg_month, monthly_row):
+    # Branch-free sums so the inner loop vectorises; intervals come in runs of one month.
+    acc = 0.0
+    missing = 0
+    for k in range(monthly_row.size):
+        monthly_row[k] = 0.0
+    for s in range(seg_month.size):
+        # Slices with a zero base index: LLVM vectorises this loop, not one over [lo, hi).
+        seg = row[seg_bounds[s]:seg_bounds[s + 1]]
+        seg_factor = factor[seg_bounds[s]:seg_bounds[s + 1]]
+        e_sum = 0.0
+        for j in range(seg.size):
+            e = seg[j]
+            w = e * seg_factor[j]
+            e_sum += e if e == e else 0.0
+            acc += w if w == w else 0.0
+            missing += w != w
+        monthly_row[seg_month[s]] += e_sum
+    return acc, missing
+
+
+@kernel(parallel=True)
 def _weighted_kernel(energy, factor, seg_bounds, seg_month, monthly, weighted, n_missing):
-    # Intervals come in runs of one month (seg_bounds[s]:seg_bounds[s + 1] -> month seg_month[s]);
-    # branch-free sums so the inner loop vectorises.
-    m = energy.shape[0]
-    for r in prange(m):
-        for k in range(monthly.shape[1]):
-            monthly[r, k] = 0.0
-        acc = 0.0
-        missing = 0
-        for s in range(seg_month.size):
-            e_sum = 0.0
-            for j in range(seg_bounds[s], seg_bounds[s + 1]):
-                e = energy[r, j]
-                w = e * factor[j]
-                e_sum += e if e == e else 0.0
-                acc += w if w == w else 0.0
-                missing += w != w
-            monthly[r, seg_month[s]] += e_sum
+    # Σ energy × factor per row, energy per month (seg_bounds[s]:seg_bounds[s + 1] is month seg_month[s]).
+    for r in prange(energy.shape[0]):
+        acc, missing = _weighted_row(energy[r], factor, seg_bounds, seg_month, monthly[r])
         weighted[r] = acc
         n_missing[r] = missing
 

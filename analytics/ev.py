@@ -1,9 +1,9 @@
 """Charging flexibility of electric vehicles from arrival, departure and energy need.
 
 One-way flexibility is the charging energy that can be shifted before departure; two-way (V2G) adds
-discharge (DOMAIN.md §4). Each session's cumulative charged energy E(t) at interval boundaries lies
-between the as-late-as-possible and as-soon-as-possible trajectories (energy-band model of
-Ulbig & Andersson, Int. J. Electr. Power Energy Syst. 72 (2015) 155-164):
+discharge (DOMAIN.md §4; IEA EBC Annex 67: a reference load — here charging as soon as possible — a
+flexible load and a signal). Each session's cumulative charged energy E(t) at interval boundaries lies
+between the as-late-as-possible and as-soon-as-possible trajectories:
   E_max(t) = min(E_need, P_max·(t − t_arr)·Δt)
   E_min(t) = max(0, E_need − P_max·(t_dep − t)·Δt)                       (one-way)
   E_min(t) = max(−E_dis, −P_dis·(t − t_arr)·Δt, E_need − P_max·(t_dep − t)·Δt)   (two-way)

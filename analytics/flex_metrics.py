@@ -1,10 +1,11 @@
 """Aggregating flexibility envelopes (devices → building → fleet) and the flexibility factor.
 
-Envelopes of independent members add up interval by interval (A. Ulbig, G. Andersson, "Analyzing
-operational flexibility of electric power systems", Int. J. Electr. Power Energy Syst. 72 (2015)
-155-164, aggregation of power nodes). The flexibility factor is that of J. Le Dréau and P. Heiselberg
-(Energy 111 (2016) 991-1002); period split conventions from DOMAIN.md §7. Arrays are
-(rows, intervals) float64, power in kW, energy in kWh.
+Envelopes of independent members add up interval by interval: each member sustains its own power
+over the horizon, so the sum is sustained too (flexibility dimensions of A. Ulbig, G. Andersson,
+"Analyzing operational flexibility of electric power systems", Int. J. Electr. Power Energy Syst. 72
+(2015) 155-164; DOMAIN.md §4). Shared limits (a common grid connection) are not modelled. The
+flexibility factor is that of J. Le Dréau and P. Heiselberg (Energy 111 (2016) 991-1002); period split
+conventions from DOMAIN.md §7. Arrays are (rows, intervals) float64, power in kW, energy in kWh.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def aggregate_envelope(
 ) -> AggregateEnvelope:
     """Sum member envelopes (rows) into groups: devices into a building, buildings into a fleet.
 
-    Envelopes are additive when members are independent (Ulbig & Andersson 2015, aggregation of power
-    nodes). ``groups``: (members,) group label per row; None = one fleet. ``missing="propagate"``
+    Envelopes are additive when members are independent (module docstring).
+    ``groups``: (members,) group label per row; None = one fleet. ``missing="propagate"``
     (default): a group with a NaN member is NaN in that interval; ``"skip"``: sum the members present
     and report how many in ``reporting`` (the NaN count of ``down_kw`` is assumed equal to ``up_kw``'s).
     """

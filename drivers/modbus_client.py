@@ -3,17 +3,21 @@
 Each device has its own task; devices on the same physical line share one
 :class:`~drivers.modbus_link.ModbusLine` (one pymodbus client, one lock), devices on different
 lines run in parallel.  Everything that does not change between polls — the request plan, the
-decoder's index arrays, the pymodbus calls with their arguments bound — is built in ``__init__``,
-so a poll is: wait for the slot, one locked exchange per planned request, one columnar decode,
-one ``emit``.
+decoder's index arrays, the pymodbus calls with their arguments bound (when ``run`` starts: pymodbus
+clients need a running event loop) — is built once, so a poll is: wait for the slot, one locked
+exchange per planned request, one columnar decode, one ``emit``.
 
 Schedule: poll slots are multiples of the device's interval since the epoch
 (``next = ceil(now / interval) × interval``) so all devices sample together and timestamps are
-regular.  A poll that outlasts its interval skips the missed slots (counted as an overrun) rather
-than queueing them.  After ``DOWN_AFTER`` consecutive unanswered polls a device is *down*: it is
-polled at a doubling interval up to ``DOWN_INTERVAL_MAX_S`` with no retries, so on a shared line
-a dead unit costs one timeout per slow poll and no more.  Retries back off exponentially with
-full jitter ("Exponential Backoff And Jitter", AWS Architecture Blog, 2015), capped.
+regular.  A poll that outlasts its interval skips the missed slots (counted as an overrun, logged
+once per burst) rather than queueing them.  After ``DOWN_AFTER`` consecutive unanswered polls
+(timeouts, malformed answers, no connection) a device is *down*: it is polled at a doubling
+interval up to ``DOWN_INTERVAL_MAX_S`` with no retries, so on a shared line a dead unit costs one
+timeout (two on RTU, see :mod:`drivers.modbus_link`) per slow poll and no more.  An exception
+response proves the device alive: it is counted by code but does not mark the device down.
+Retries back off exponentially with full jitter ("Exponential Backoff And Jitter", AWS
+Architecture Blog, 2015), capped at ``RETRY_CAP_S``.  An exception raised by ``emit`` is a bug
+upstream and ends ``run`` (through its TaskGroup) rather than being swallowed.
 """
 
 from __future__ import annotations

@@ -135,6 +135,13 @@ class DeviceDecoder:
         self._offset_pos = np.asarray(offset_pos, dtype=np.intp)
         self._offset_val = np.asarray(offset_val, dtype=np.float64)
         self._groups = tuple(_Group(dt, pos, idx, is_bool) for (dt, is_bool), (pos, idx) in by_dtype.items())
+        # the common meter layout, one numeric type for every point in order: no scatter needed
+        only = self._groups[0] if len(self._groups) == 1 else None
+        self._single = (
+            only
+            if only is not None and not only.is_bool and only.positions.tolist() == list(range(n))
+            else None
+        )
         self._bit_pos = np.asarray(bit_pos, dtype=np.intp)
         self._bit_idx = np.asarray(bit_idx, dtype=np.intp)
         self._strings = tuple(strings)
@@ -150,6 +157,14 @@ class DeviceDecoder:
         self, responses: Sequence[Sequence[int] | Sequence[bool]]
     ) -> tuple[np.ndarray, tuple[str | None, ...] | None]:
         """``responses[i]`` answers ``plan.requests[i]``; returns (values, texts or None)."""
+        if self._single is not None:
+            g = self._single
+            out = self.register_buffer(responses)[g.index].view(g.dtype)[:, 0].astype(np.float64)
+            if self._scaled:
+                out *= self._multiplier
+            if self._offset_pos.size:
+                out[self._offset_pos] += self._offset_val
+            return out, None
         out = self._template.copy()
         if self._register_requests:
             buf = self.register_buffer(responses)

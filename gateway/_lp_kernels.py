@@ -2,8 +2,9 @@
 
 Floats are written with Grisu2 (F. Loitsch, "Printing Floating-Point Numbers Quickly and Accurately
 with Integers", PLDI 2010), following Milo Yip's C++ dtoa (RapidJSON, MIT licence): the digits always
-read back as the same double, and are the shortest such digits in ~99.9% of cases (else one digit
-longer).  The layout copies Python's ``repr``: ``12.5``, ``42.0``, ``0.0001``, ``1e-05``, ``1e+16``.
+read back as the same double, and are the shortest such digits in ~99.9% of cases (else a digit or
+two longer, never more than 17).  The layout copies Python's ``repr``: ``12.5``, ``42.0``,
+``0.0001``, ``1e-05``, ``1e+16``.
 Why compiled: ``repr`` of a 17-digit double alone takes ~0.4 µs on the target machine, so six of them
 miss a 1M lines/s budget before anything else is done (benchmarks/bench_encoder.py).
 """

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -45,8 +45,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY, sink TEXT NOT N
 _UNKNOWN = -1  # oldest unsent timestamp not looked up yet
 
 
-@dataclass(frozen=True, slots=True)
-class JournalRow:
+class JournalRow(NamedTuple):  # a tuple: built thousands of times per batch, ~5× cheaper than a dataclass
     seq: int
     series_id: int
     ts_ns: int
@@ -347,19 +346,21 @@ class Journal:
 
     async def read(self, sink: str, limit: int, after_seq: int | None = None) -> list[JournalRow]:
         """Committed rows after the sink's cursor (or after ``after_seq``), in seq order."""
+        self.register_sink(sink)
         start = self._cursors[sink] if after_seq is None else after_seq
-        raw = await self._run(self._select, start, limit)
-        out = [JournalRow(seq, sid, ts, np.frombuffer(vals, dtype=np.float64),
-                          None if texts is None else tuple(json.loads(texts)))
-               for seq, sid, ts, vals, texts in raw]
+        out: list[JournalRow] = await self._run(self._select, start, limit)
         if after_seq is None:
             self._oldest[sink] = out[0].ts_ns if out else None
         return out
 
-    def _select(self, after: int, limit: int) -> list[tuple[Any, ...]]:
+    def _select(self, after: int, limit: int) -> list[JournalRow]:
         assert self._db is not None
-        return self._db.execute("SELECT seq, series_id, ts_ns, vals, texts FROM samples WHERE seq > ? "
-                                "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        raw = self._db.execute("SELECT seq, series_id, ts_ns, vals, texts FROM samples WHERE seq > ? "
+                               "ORDER BY seq LIMIT ?", (after, limit)).fetchall()
+        frombuffer, f64 = np.frombuffer, np.float64
+        return [JournalRow(seq, sid, ts, frombuffer(vals, dtype=f64),
+                           None if texts is None else tuple(json.loads(texts)))
+                for seq, sid, ts, vals, texts in raw]
 
     async def ack(self, sink: str, upto_seq: int) -> None:
         """Move the sink's cursor to ``upto_seq`` (committed before this returns)."""

@@ -183,9 +183,9 @@ class LineEncoder:
         rows = rows if isinstance(rows, Sequence) else list(rows)
         if not rows:
             return b""
-        out, line_end, pos, _ = self._run_kernel(rows)
+        out, line_end, pos, plans = self._run_kernel(rows)
         if (line_end == -2).any():
-            return "\n".join(self.encode_rows(rows)).encode()
+            return "\n".join(self._merge(rows, plans, out, line_end)).encode()
         return out[:max(pos - 1, 0)].tobytes()
 
     def encode_rows(self, rows: Iterable[EncodableRow]) -> list[str]:
@@ -196,6 +196,11 @@ class LineEncoder:
         out, line_end, pos, plans = self._run_kernel(rows)
         if not (line_end == -2).any():
             return out[:pos - 1].tobytes().decode().split("\n") if pos else []
+        return self._merge(rows, plans, out, line_end)
+
+    def _merge(self, rows: Sequence[EncodableRow], plans: list[_Plan], out: np.ndarray,
+               line_end: np.ndarray) -> list[str]:
+        """Lines in row order when some rows (string fields) were left to Python by the kernel."""
         lines: list[str] = []
         start = 0
         for row, plan, end in zip(rows, plans, line_end.tolist(), strict=True):

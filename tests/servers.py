@@ -10,6 +10,7 @@ to a user that cannot write a root-owned persistence folder.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -121,9 +122,10 @@ class InfluxD(ServerProcess):
 
     name = "influxd"
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, auth_enabled: bool = False) -> None:
         super().__init__(workdir)
         self.rpc_port = free_port()
+        self.credentials: tuple[str, str] | None = None  # (user, password) for query() once auth is on
         self.config_path = self.workdir / "influxdb.conf"
         d = self.workdir
         self.config_path.write_text(f"""
@@ -138,6 +140,7 @@ bind-address = "127.0.0.1:{self.rpc_port}"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+  auth-enabled = {str(auth_enabled).lower()}
 [monitor]
   store-enabled = false
 [continuous_queries]
@@ -160,6 +163,9 @@ bind-address = "127.0.0.1:{self.rpc_port}"
         if db:
             params["db"] = db
         req = urllib.request.Request(self.url + "/query", data=urllib.parse.urlencode(params).encode())
+        if self.credentials:
+            token = base64.b64encode(":".join(self.credentials).encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
         with urllib.request.urlopen(req, timeout=10) as resp:
             result = json.load(resp)["results"][0]
         if "error" in result:

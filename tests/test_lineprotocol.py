@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway._lp_kernels import format_float
 from gateway.journal import JournalRow
 from gateway.lineprotocol import LineEncoder, escape_key, escape_measurement, escape_string_field
 from gateway.series import SeriesKey
@@ -144,15 +145,71 @@ def test_round_trip_through_an_independent_parser(measurement, tags, fvals, ival
     assert f["n i"] == f"{ival}i" and f["b="] == ("true" if bval else "false") and f["s,"] == '"' + text
 
 
+@pytest.mark.parametrize("v", [1.5, 42.0, 0.1 + 0.2, 1e300, 1e-7, 5e-324, 1e16, 1e15, 123456.789, 0.0001,
+                               1e-5, -2.5, 2.2250738585072014e-308, 1.7976931348623157e308, 0.0, -1e-300])
+def test_compiled_float_format_matches_repr(v: float) -> None:
+    assert format_float(v) == repr(v)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_compiled_float_format_reads_back_exactly(v: float) -> None:
+    s = format_float(v)
+    mantissa = s.split("e")[0].lstrip("-").replace(".", "").strip("0")
+    assert float(s) == v and len(mantissa) <= 17  # Grisu2: exact, shortest in ~99.9% of cases
+
+
+def fields_of(line: str) -> tuple[str, dict[str, float | str], str]:
+    head, body, ts = line.rsplit(" ", 2)
+    out: dict[str, float | str] = {}
+    for part in body.split(","):
+        k, v = part.split("=")
+        out[k] = v if v[-1] in "ie" or v[0] in "tf" else float(v)
+    return head, out, ts
+
+
+kind_lists = st.lists(st.sampled_from(["float", "int", "bool"]), min_size=1, max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kinds=kind_lists, data=st.data())
+def test_compiled_batch_matches_the_python_reference(kinds, data) -> None:
+    key = SeriesKey("m", (("site", "s 1"),), tuple(f"f{i}" for i in range(len(kinds))), tuple(kinds))
+    enc = LineEncoder(lambda _: key)
+    value = {"float": st.floats(), "int": st.integers(-(2**62), 2**62).map(float) | st.just(math.nan)
+             | st.just(1e19), "bool": st.sampled_from([0.0, 1.0, math.nan])}
+    rows = [row(1, [data.draw(value[k]) for k in kinds], ts=data.draw(st.integers(-(2**62), 2**62)))
+            for _ in range(data.draw(st.integers(1, 5)))]
+    expected = [line for line in map(enc.encode_row, rows) if line is not None]
+    got = enc.encode_rows(rows)
+    assert [fields_of(x) for x in got] == [fields_of(x) for x in expected]
+    assert enc.encode_lines_bytes(rows) == "\n".join(got).encode()
+
+
+def test_mixed_batch_keeps_row_order() -> None:
+    plain_key = SeriesKey("inv", (("site", "s1"),), ("p_kw",), ("float",))
+    keys = {1: KEY, 2: plain_key}
+    enc = LineEncoder(keys.__getitem__)
+    rows = [row(2, [1.0], ts=1), row(1, [2.0, 3.0, 1.0, math.nan], (None, None, None, "a"), ts=2),
+            row(2, [math.nan], ts=3), row(2, [4.0], ts=4), row(1, [math.nan] * 4, (None,) * 4, ts=5),
+            row(2, [5.0], ts=6)]
+    assert enc.encode_rows(rows) == [
+        "inv,site=s1 p_kw=1.0 1", r'meter,site=s\ 1 p_kw=2.0,n_i=3i,on_b=true,model_s="a" 2',
+        "inv,site=s1 p_kw=4.0 4", "inv,site=s1 p_kw=5.0 6"]
+    assert enc.encode_lines_bytes(rows) == "\n".join(enc.encode_rows(rows)).encode()
+
+
 def test_influxd_accepts_and_returns_every_kind(influxd) -> None:
     influxd.create_database("lp")
     weird = SeriesKey("my meas,ure", (("bui lding", "b=1,x"), ("site", "s1")),
                       ("p kw", "n,i", "on=b", "model"), ("float", "int", "bool", "str"))
     plain_key = SeriesKey("inv", (("site", "s1"),), ("p_kw", "q_kvar"), ("float", "float"))
-    keys = {1: weird, 2: plain_key}
+    typed = SeriesKey("pcs", (("site", "s 1"),), ("mode i", "on,b"), ("int", "bool"))
+    keys = {1: weird, 2: plain_key, 3: typed}
     rows = [row(1, [0.1 + 0.2, -42.0, 1.0, math.nan], (None, None, None, 'ACME "X" \\ v2'), ts=10**18),
             row(1, [math.nan, 7.0, 0.0, math.nan], (None, None, None, "line1\nline2"), ts=10**18 + 1),
-            row(2, [1e-7, 123456.789], ts=10**18), row(2, [math.nan, 5e300], ts=10**18 + 5)]
+            row(2, [1e-7, 123456.789], ts=10**18), row(2, [math.nan, 5e300], ts=10**18 + 5),
+            row(3, [-3.0, 1.0], ts=10**18), row(3, [2**53, 0.0], ts=10**18 + 1)]
     body = LineEncoder(keys.__getitem__).encode_lines_bytes(rows)
     req = urllib.request.Request(f"{influxd.url}/write?db=lp", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
@@ -164,6 +221,9 @@ def test_influxd_accepts_and_returns_every_kind(influxd) -> None:
     got = influxd.query("SELECT p_kw, q_kvar FROM inv", db="lp")
     assert [(r["time"], r["p_kw"], r["q_kvar"]) for r in got] == [(10**18, 1e-7, 123456.789),
                                                                   (10**18 + 5, None, 5e300)]
+    got = influxd.query("SELECT * FROM pcs", db="lp")
+    assert [(r["time"], r["mode i"], r["on,b"], r["site"]) for r in got] == [
+        (10**18, -3, True, "s 1"), (10**18 + 1, 2**53, False, "s 1")]
     types = influxd.query('SHOW FIELD KEYS FROM "my meas,ure"', db="lp")
     assert {r["fieldKey"]: r["fieldType"] for r in types} == {
         "p kw": "float", "n,i": "integer", "on=b": "boolean", "model": "string"}

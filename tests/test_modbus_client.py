@@ -225,12 +225,13 @@ async def test_silent_device_does_not_delay_a_healthy_line(servers) -> None:
     poller = ModbusPoller([healthy, silent], rec)
     await run_until(poller, lambda: not poller.stats()["mute"].up and rec.count("ok") >= 15)
     lateness = [t_mono - ts / 1e9 for ts, t_mono, _, _ in rec.polls["ok"]]
-    # emit happens within a few ms of its slot; the other line's 0.2 s timeouts never show up here
+    # each emit comes well before one of the other line's 0.2 s timeouts could have passed
     offset = time.time() - time.monotonic()
-    assert max(lat + offset for lat in lateness) < 0.08
+    assert max(lat + offset for lat in lateness) < 0.15
     stats = poller.stats()
     assert stats["mute"].timeouts >= 3 and stats["mute"].polls_ok == 0 and rec.count("mute") == 0
     assert stats["mute"].interval_s > 0.1  # polled less often while down
+    assert stats["mute"].reconnects >= 1  # 5 unanswered requests in a row: the line was reopened
     assert stats["ok"].timeouts == 0 and stats["ok"].up
 
 
@@ -484,7 +485,7 @@ async def test_slow_polls_skip_slots_instead_of_queueing(servers) -> None:
     steps = [b - a for a, b in itertools.pairwise(stamps)]
     assert all(s % 100_000_000 == 0 and s >= 300_000_000 for s in steps)  # on the grid, missed slots skipped
     for ts, t_mono, _, _ in rec.polls["slow"]:
-        assert t_mono - (ts / 1e9 - (time.time() - time.monotonic())) < 0.4  # never a backlog
+        assert t_mono - (ts / 1e9 - (time.time() - time.monotonic())) < 0.55  # never a backlog
     stats = poller.stats()["slow"]
     assert stats.overruns >= 3 and stats.timeouts == 0 and stats.up
 

@@ -241,3 +241,22 @@ def test_decoder_rejects_a_plan_for_other_points() -> None:
     b = [Point(name="b_x", register="input", address=0)]
     with pytest.raises(ValueError, match="another function code"):
         DeviceDecoder(b, plan_requests(a))
+
+
+@pytest.mark.parametrize("offset", [0.0, 2.5])
+def test_single_type_layout_and_fresh_arrays(offset) -> None:
+    # a typical meter map: one type for every point, in address order (the decoder's fast path)
+    raws = [float(np.float32(1.5 * i - 7.25)) for i in range(30)]
+    points = [
+        Point(name=f"p{i}_kw", register="input", address=2 * i, type="float32", scale=0.1, offset=offset)
+        for i in range(30)
+    ]
+    image = {4: {2 * i + k: w for i, r in enumerate(raws) for k, w in enumerate(ref.encode(r, "float32"))}}
+    plan = plan_requests(points)
+    decoder = DeviceDecoder(points, plan)
+    first, texts = decoder.decode(responses_for(plan, image))
+    assert texts is None
+    assert first.tolist() == [r * 0.1 + offset if offset else r * 0.1 for r in raws]
+    first[:] = 0.0  # the caller owns each returned array
+    second, _ = decoder.decode(responses_for(plan, image))
+    assert second is not first and second[1] == raws[1] * 0.1 + offset

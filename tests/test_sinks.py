@@ -203,6 +203,11 @@ async def status_server():
         await runner.cleanup()
 
 
+async def journal_dead_letters(path: Path) -> list:
+    async with Journal(path) as journal:
+        return await journal.dead_letters()
+
+
 class RawRows:
     """An encoder stand-in that passes pre-made lines through, to inject a line no encoder would write."""
 
@@ -214,7 +219,7 @@ class RawRows:
 
 
 async def test_5xx_and_429_are_retried_honouring_retry_after(tmp_path: Path, status_server) -> None:
-    server, url = await status_server([(503, {}), (500, {}), (429, {"Retry-After": "1"})])
+    server, url = await status_server([(503, {}), (401, {}), (429, {"Retry-After": "1"})])
     async with Journal(tmp_path / "j.db") as journal:
         sid = await journal.series_id(METER)
         delivery = Delivery("s", journal, InfluxV1Writer(url, "db", gzip=False), LineEncoder(journal.series),
@@ -226,6 +231,7 @@ async def test_5xx_and_429_are_retried_honouring_retry_after(tmp_path: Path, sta
     assert len(server.bodies) == 4 and len(set(server.bodies)) == 1
     assert server.times[3] - server.times[2] >= 0.95  # Retry-After: 1
     assert server.times[2] - server.times[0] < 0.5  # the 5xx backoff stayed under its 0.05 s cap
+    assert await journal_dead_letters(tmp_path / "j.db") == []  # a 401 is a wrong password, not a bad line
 
 
 async def test_4xx_is_bisected_never_retried_forever(tmp_path: Path, status_server) -> None:
@@ -246,3 +252,56 @@ async def test_4xx_is_bisected_never_retried_forever(tmp_path: Path, status_serv
     written = {line for body in server.bodies if b"bad" not in body for line in body.decode().split("\n")}
     assert written == {v for k, v in lines.items() if k != 20}
     assert delivery.stats().retries == 0
+
+
+def test_mosquitto_fixture_keeps_queued_messages_across_restart(mosquitto) -> None:
+    """The broker fixture others build on: persistence in its temp dir survives a SIGTERM restart."""
+    import paho.mqtt.client as mqtt
+
+    received: list[bytes] = []
+
+    def client(cid: str, clean: bool) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=clean)
+        c.on_message = lambda _c, _u, msg: received.append(msg.payload)
+        c.connect(mosquitto.host, mosquitto.port)
+        c.loop_start()
+        return c
+
+    sub = client("sub", clean=False)
+    sub.subscribe("site/t", qos=1)
+    time.sleep(0.2)
+    sub.disconnect()
+    sub.loop_stop()
+    pub = client("pub", clean=True)
+    pub.publish("site/t", b"kept", qos=1).wait_for_publish(5)
+    pub.disconnect()
+    pub.loop_stop()
+    mosquitto.restart()
+    assert (Path(mosquitto.workdir) / "mosquitto.db").exists()
+    sub = client("sub", clean=False)
+    deadline = time.monotonic() + 5
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sub.disconnect()
+    sub.loop_stop()
+    assert received == [b"kept"]
+
+
+async def test_v1_basic_auth_against_influxd_with_auth(tmp_path: Path) -> None:
+    from servers import InfluxD
+
+    with InfluxD(tmp_path / "influxd", auth_enabled=True) as server:
+        server.query("CREATE USER admin WITH PASSWORD 'right-pw' WITH ALL PRIVILEGES")
+        server.credentials = ("admin", "right-pw")
+        server.create_database("pedf")
+        wrong = InfluxV1Writer(server.url, "pedf", username="admin", password="wrong-pw")
+        with pytest.raises(SinkUnavailable) as info:  # 401: held back in the journal, not dead-lettered
+            await wrong.write(b"m v=1 1")
+        assert "401" in str(info.value) and "wrong-pw" not in str(info.value)
+        await wrong.close()
+        for auth in ("basic", "query"):
+            right = InfluxV1Writer(server.url, "pedf", username="admin", password="right-pw", auth=auth)
+            await right.write(f"m,auth={auth} v=2 2".encode())
+            await right.close()
+        rows = server.query("SELECT v, auth FROM m", db="pedf")
+        assert sorted(r["auth"] for r in rows) == ["basic", "query"]

@@ -6,6 +6,10 @@ it), raises :class:`~gateway.errors.SinkUnavailable` (worth retrying: connection
 :class:`~gateway.errors.SinkRejected` (another 4xx: retrying the same body cannot succeed).  Secrets
 (passwords, tokens) never appear in a writer's messages.
 
+401, 403 and 404 are counted as *unavailable*, not rejected: they say the credentials, database or
+bucket are wrong, not that a line is, and would otherwise dead-letter every line of every batch
+while an operator fixes the site file.  Data waits in the journal (bounded by its cap) instead.
+
 Implementations: :mod:`gateway.sinks.influx_v1` (InfluxDB 1.x ``/write``) and
 :mod:`gateway.sinks.influx_v2` (InfluxDB v2 API through influxdb-client).
 """
@@ -30,6 +34,9 @@ class LineWriter(Protocol):
     async def close(self) -> None: ...
 
 
+_RETRYABLE = frozenset({401, 403, 404, 408, 429})
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
@@ -48,7 +55,7 @@ def classify_status(status: int, message: str, retry_after: str | None = None) -
     """Raise the error family that a non-2xx HTTP status means for a write; return on 2xx."""
     if 200 <= status < 300:
         return
-    if status == 429 or status >= 500 or status == 408:
+    if status in _RETRYABLE or status >= 500:
         err = SinkUnavailable(f"HTTP {status}: {message}")
         err.retry_after_s = parse_retry_after(retry_after)  # type: ignore[attr-defined]
         raise err

@@ -77,8 +77,14 @@ class Delivery:
         """Deliver until cancelled; on cancellation try once more to flush, within ``final_flush_s``."""
         try:
             while True:
-                rows = await self._next_batch()
-                await self._deliver_rows(rows)
+                try:
+                    rows = await self._next_batch()
+                    await self._deliver_rows(rows)
+                except JournalError as exc:  # the disk, not the sink: keep the task, try again later
+                    self._last_error = str(exc)
+                    self.log.error("%s: journal error, retrying in %.1f s: %s", self.name, self.backoff_max_s,
+                                   exc)
+                    await asyncio.sleep(self.backoff_max_s)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(self.final_flush_s):
@@ -146,7 +152,8 @@ class Delivery:
                 self._last_error = str(exc)
                 delay = getattr(exc, "retry_after_s", None)
                 if delay is None:
-                    delay = random.uniform(0, min(self.backoff_max_s, self.backoff_initial_s * 2**attempt))
+                    ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(attempt, 32))
+                    delay = random.uniform(0, ceiling)
                 if attempt == 0 or attempt % 10 == 0:
                     self.log.warning("%s unavailable (attempt %d), retrying in %.2f s: %s", self.name,
                                      attempt + 1, delay, exc)

@@ -6,8 +6,8 @@ Debian's influxd 1.6 has no ``/api/v2/write`` (DESIGN.md, Known traps).  Credent
 Basic ``Authorization`` header by default (``auth="basic"``), which 1.x accepts like ``u``/``p``
 query parameters but which does not end up in URLs that proxies and error messages print.
 
-Gzip level 1: line protocol compresses ~8-10× at level 1 and level 6 gains little more for several
-times the CPU (benchmarks/bench_encoder.py prints both).
+Gzip level 1: a body of meter readings compresses ~4× at level 1 and ~5× at level 6, which costs
+about five times the CPU (benchmarks/bench_encoder.py prints both).
 """
 
 from __future__ import annotations

@@ -102,6 +102,21 @@ def test_prior_event_days_are_excluded() -> None:
     close(base.baseline_kw[0, 1], np.full(24, 13 / 3))
 
 
+def test_edges_all_nan_one_day_extreme_and_empty() -> None:
+    ev = bl.DrEvents(np.array([2]), np.array([20]), np.array([24]))
+    nan = bl.ten_in_ten(np.full((2, 72), np.nan), np.ones(3, bool), ev, 24)
+    assert np.isnan(nan.baseline_kw).all() and (nan.days == -1).all() and np.isnan(nan.adjustment).all()
+    one = bl.high_x_of_y(np.ones(48), np.ones(2, bool), bl.DrEvents(np.array([1]), np.array([0]),
+                                                                     np.array([1])), 24, x=1, y=1)
+    close(one.baseline_kw[0, 0], np.ones(24))
+    assert one.adjustment[0, 0] == 1.0  # no adjustment asked for
+    big = np.full(72, 1e300)
+    close(bl.high_x_of_y(big, np.ones(3, bool), ev, 24, x=2, y=2).baseline_kw[0, 0], np.full(24, 1e300))
+    none = bl.ten_in_ten(np.ones((0, 72)), np.ones(3, bool), bl.DrEvents(np.zeros(0), np.zeros(0),
+                                                                           np.zeros(0)), 24)
+    assert none.baseline_kw.shape == (0, 0, 24)
+
+
 def test_calendar_file_and_grid() -> None:
     cal = load_calendar()
     assert dt.date(2026, 2, 17) in cal.holidays and dt.date(2026, 2, 14) in cal.makeup_workdays
