@@ -9,19 +9,22 @@ from analytics.counters import CounterEnergy, counter_wrap, interval_energy
 from analytics.emissions import (
     AvoidedEmissions,
     CfeScore,
-    ReductionCredits,
-    Rollup,
-    RollupLevel,
     Scope2,
     cfe_score,
     local_months,
-    reduction_credits,
-    rollup,
     scope2,
     shift_avoided_emissions,
 )
-from analytics.factors import FactorSeries, GridFactor, factor_series, grid_factor, load_factors
+from analytics.factors import (
+    FactorSeries,
+    GridFactor,
+    factor_series,
+    grid_factor,
+    load_factor_series,
+    load_factors,
+)
 from analytics.resample import Resampled, resample_energy, resample_power
+from analytics.rollups import ReductionCredits, Rollup, RollupLevel, reduction_credits, rollup
 from analytics.tou import EXAMPLE_TARIFF_SHANGHAI, TouSplit, TouTariff, load_tariff, tou_fractions, tou_split
 
 __all__ = [
@@ -45,6 +48,7 @@ __all__ = [
     "factor_series",
     "grid_factor",
     "interval_energy",
+    "load_factor_series",
     "load_factors",
     "load_tariff",
     "local_months",

@@ -107,9 +107,36 @@ def _emit(energy, flags, r, k, acc_e, acc_cov, acc_gap, acc_flag, interval):
     flags[r, k] = acc_flag
 
 
+@kernel()
+def _regular_run(row, j, end, prev_v, k, max_step_kwh, wrap, energy_row, flags_row):
+    # Readings j..end-1 each lie exactly one grid step after the one before: a tight loop that
+    # stops at the first missing reading. Returns (next reading, next interval, last value).
+    while j < end:
+        v = row[j]
+        if np.isnan(v):
+            break
+        delta = v - prev_v
+        flag = 0
+        if delta < 0.0:
+            wrapped = delta + wrap
+            if wrap > 0.0 and wrapped >= 0.0 and wrapped <= max_step_kwh:
+                delta = wrapped
+                flag = FLAG_ROLLOVER
+            else:
+                delta = v
+                flag = FLAG_RESET
+        energy_row[k] = delta
+        flags_row[k] = flag
+        prev_v = v
+        k += 1
+        j += 1
+    return j, k, prev_v
+
+
 @kernel(parallel=True)
 def _interval_energy_kernel(
-    ts, regular, values, start, interval, wrap, p_max_kw, tol_ns, max_span_ns, energy, flags, gap_energy
+    ts, regular, run_end, values, start, interval, wrap, p_max_kw, tol_ns, max_span_ns,
+    energy, flags, gap_energy,
 ):
     m, n = values.shape
     n_out = energy.shape[1]
@@ -127,9 +154,30 @@ def _interval_energy_kernel(
         prev_k = 0
         prev_j = -2
         prev_on_grid = False
-        for j in range(n):
+        max_step_kwh = p_max_kw * (interval / NS_PER_HOUR)
+        j = -1
+        while j + 1 < n:
+            j += 1
             v = values[r, j]
             if np.isnan(v):
+                continue
+            if regular[j] and prev_j == j - 1 and prev_k >= 0 and prev_k + (run_end[j] - j) <= n_out:
+                while cur < prev_k:
+                    _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
+                    cur += 1
+                    acc_e = 0.0
+                    acc_cov = 0
+                    acc_gap = False
+                    acc_flag = 0
+                j_stop, k_next, last_v = _regular_run(
+                    values[r], j, run_end[j], prev_v, prev_k, max_step_kwh, wrap, energy[r], flags[r]
+                )
+                cur = k_next
+                prev_k = k_next
+                prev_v = last_v
+                prev_j = j_stop - 1
+                prev_t = ts[j_stop - 1]
+                j = j_stop - 1
                 continue
             if regular[j] and prev_j == j - 1:
                 # Exactly one grid step after the reading just used (the common case): the same
@@ -138,7 +186,7 @@ def _interval_energy_kernel(
                 flag = 0
                 if delta < 0.0:
                     wrapped = delta + wrap
-                    if wrap > 0.0 and wrapped >= 0.0 and wrapped <= p_max_kw * (interval / NS_PER_HOUR):
+                    if wrap > 0.0 and wrapped >= 0.0 and wrapped <= max_step_kwh:
                         delta = wrapped
                         flag = FLAG_ROLLOVER
                     else:
@@ -269,7 +317,7 @@ def interval_energy(
     interval_ns: int,
     *,
     wrap_kwh: float = 0.0,
-    p_max_kw: float = math.inf,
+    p_max_kw: float | None = None,
     start_ns: int | None = None,
     n_intervals: int | None = None,
     snap_tolerance: float = 0.1,
@@ -284,8 +332,10 @@ def interval_energy(
     interval_ns : output interval [ns]; the grid is aligned to the epoch (UTC).
     wrap_kwh : counter wrap [kWh] (see :func:`counter_wrap`); 0 = the counter never wraps, so every
         decrease is a reset.
-    p_max_kw : plausible maximum power [kW] of the metered circuit; a wrapped delta above
-        ``p_max_kw × Δt`` is a reset, not a rollover. ``inf`` accepts every wrapped delta.
+    p_max_kw : plausible maximum power [kW] of the metered circuit (e.g. breaker rating × voltage);
+        a wrapped delta above ``p_max_kw × Δt`` is a reset, not a rollover. Required when
+        ``wrap_kwh > 0`` (without it a meter replacement would pass for a rollover); ``math.inf``
+        may be given explicitly to accept every wrapped delta.
     start_ns, n_intervals : output window; default from the first to the last reading.
     snap_tolerance : readings within this fraction of ``interval_ns`` of a grid point are snapped.
     max_span : a span between readings longer than this many intervals is a gap.
@@ -302,6 +352,9 @@ def interval_energy(
         raise ValueError("snap_tolerance must be in [0, 0.5)")
     if max_span < 1.0:
         raise ValueError("max_span must be at least 1 interval")
+    if wrap_kwh > 0 and p_max_kw is None:
+        raise ValueError("a wrapping counter needs p_max_kw to tell a rollover from a reset")
+    p_max_kw = math.inf if p_max_kw is None else p_max_kw
     if wrap_kwh < 0 or not p_max_kw > 0:
         raise ValueError("wrap_kwh must be >= 0 and p_max_kw > 0")
     ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
@@ -323,12 +376,15 @@ def interval_energy(
     unique[1:] &= ts[1:] != ts[:-1]
     regular = np.zeros(ts.size, dtype=np.bool_)
     regular[1:] = (ts[1:] - ts[:-1] == interval_ns) & on_grid[1:] & unique[1:] & unique[:-1]
+    irregular = np.append(np.flatnonzero(~regular), ts.size)
+    run_end = irregular[np.searchsorted(irregular, np.arange(ts.size), side="right")]
     m = values.shape[0]
     energy = np.empty((m, n_intervals))
     flags = np.empty((m, n_intervals), dtype=np.uint8)
     gap = np.empty((m, n_intervals))
     _interval_energy_kernel(
-        ts, regular, values, np.int64(start_ns), np.int64(interval_ns), float(wrap_kwh), float(p_max_kw),
+        ts, regular, run_end, values, np.int64(start_ns), np.int64(interval_ns), float(wrap_kwh),
+        float(p_max_kw),
         np.int64(int(snap_tolerance * interval_ns)), np.int64(int(max_span * interval_ns)),
         energy, flags, gap,
     )

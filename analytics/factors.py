@@ -16,7 +16,7 @@ value, source``; figures from DOMAIN.md §2):
 There is no default region or year: a caller names regime, region and data year (practice lags
 factors two years, e.g. a 2023 inventory with 2021 factors — DOMAIN.md §2 — which is the caller's
 choice, not ours). User-supplied hourly average or marginal series (e.g. WattTime MOER,
-Electricity Maps) enter through :func:`factor_series`.
+Electricity Maps) enter through :func:`factor_series` or :func:`load_factor_series`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "GridFactor",
     "factor_series",
     "grid_factor",
+    "load_factor_series",
     "load_factors",
 ]
 
@@ -153,6 +154,19 @@ def grid_factor(
     available = sorted({f.label for f in factors if f.regime == regime})
     available = available or sorted({f.regime for f in factors})
     raise KeyError(f"no factor {regime}/{region}/{data_year}; available: {', '.join(available)}")
+
+
+def load_factor_series(path: str | Path, *, name: str, kind: str, source: str) -> FactorSeries:
+    """Read an hourly factor series from CSV: columns ``ts_utc`` (ISO 8601, hour start) and
+    ``kg_per_kwh``; ``#`` lines are comments; an empty value is missing (NaN)."""
+    path = Path(path)
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if not ln.lstrip().startswith("#")]
+    ts, values = [], []
+    for row in csv.DictReader(lines):
+        stamp = np.datetime64(row["ts_utc"].strip().removesuffix("Z").split("+")[0], "ns")
+        ts.append(stamp.astype(np.int64))
+        values.append(float(row["kg_per_kwh"]) if row["kg_per_kwh"].strip() else np.nan)
+    return factor_series(np.array(ts, dtype=np.int64), np.array(values), name=name, kind=kind, source=source)
 
 
 def factor_series(

@@ -179,7 +179,7 @@ class ScheduleSocBand:
     soc_pct (buildings, intervals+1): SoC following the plan, held at a bound when the plan would cross
     it; unserved_kwh (buildings, intervals): AC energy of the plan not executed because of that [kWh, ≥ 0];
     feasible_min_pct / feasible_max_pct (buildings, intervals+1): band of SoC from which the rest of the
-    plan can run to the end without crossing a bound (empty where min > max).
+    plan (power-limited) can run to the end without crossing a bound (empty where min > max).
     """
 
     soc_pct: np.ndarray
@@ -193,8 +193,8 @@ class ScheduleSocBand:
 
 
 @kernel(parallel=True)
-def _schedule_kernel(schedule_kw, soc0, energy_kwh, eta_c, eta_d, soc_min, soc_max, end_min, end_max, dt_h,
-                     soc, unserved, lo, hi):
+def _schedule_kernel(schedule_kw, soc0, energy_kwh, p_ch, p_dis, eta_c, eta_d, soc_min, soc_max, end_min,
+                     end_max, dt_h, soc, unserved, lo, hi):
     # Branch-free inner loops: one clamp serves both directions (discharge never rises above the start,
     # charge never falls below it), and the NaN stretches are found first and filled afterwards.
     nb, nt = schedule_kw.shape
@@ -214,37 +214,42 @@ def _schedule_kernel(schedule_kw, soc0, energy_kwh, eta_c, eta_d, soc_min, soc_m
                 last_nan = t
         srow = soc[b]
         urow = unserved[b]
+        lrow = lo[b]
+        hrow = hi[b]
         s = soc0[b]
         srow[0] = s
         if s != s:
             first_nan = 0
-        for t in range(first_nan):
-            p = plan[t]
-            k = k_dis if p >= 0.0 else k_ch
-            coef = e_out if p >= 0.0 else e_in
-            new = min(max(s - p * k, min(s, s_lo)), max(s, s_hi))
-            urow[t] = abs(p) * dt_h - abs(new - s) * coef
-            s = new
-            srow[t + 1] = s
-        for t in range(first_nan, nt):
-            urow[t] = np.nan
-            srow[t + 1] = np.nan
         a = end_min[b]
         z = end_max[b]
-        lrow = lo[b]
-        hrow = hi[b]
         lrow[nt] = a
         hrow[nt] = z
-        for t in range(nt - 1, last_nan, -1):
-            p = plan[t]
-            d = -p * (k_dis if p >= 0.0 else k_ch)
-            a = max(s_lo, a - d)
-            z = min(s_hi, z - d)
-            lrow[t] = a
-            hrow[t] = z
-        for t in range(last_nan + 1):
-            lrow[t] = np.nan
-            hrow[t] = np.nan
+        # The forward chain (t rising) and the backward chains (t falling) are independent: running
+        # them in one loop lets the CPU overlap their latencies.
+        for i in range(nt):
+            if i < first_nan:
+                p = plan[i]
+                k = k_dis if p >= 0.0 else k_ch
+                coef = e_out if p >= 0.0 else e_in
+                pc = min(max(p, -p_ch[b]), p_dis[b])
+                new = min(max(s - pc * k, min(s, s_lo)), max(s, s_hi))
+                urow[i] = abs(p) * dt_h - abs(new - s) * coef
+                s = new
+                srow[i + 1] = s
+            else:
+                urow[i] = np.nan
+                srow[i + 1] = np.nan
+            t = nt - 1 - i
+            if t > last_nan:
+                p = min(max(plan[t], -p_ch[b]), p_dis[b])
+                d = -p * (k_dis if p >= 0.0 else k_ch)
+                a = max(s_lo, a - d)
+                z = min(s_hi, z - d)
+                lrow[t] = a
+                hrow[t] = z
+            else:
+                lrow[t] = np.nan
+                hrow[t] = np.nan
 
 
 def schedule_soc_band(
@@ -258,7 +263,8 @@ def schedule_soc_band(
     """Integrate a planned schedule forward from ``soc0_pct`` and backward from an end band.
 
     Forward: SoC(t+1) = SoC(t) − P·Δt/(η_d·E) when discharging (P ≥ 0), SoC(t) − P·η_c·Δt/E when
-    charging — the same efficiency accounting as the envelope (DOMAIN.md §4). Backward (Ulbig &
+    charging — the same efficiency accounting as the envelope (DOMAIN.md §4) — with P first limited to
+    [−P_ch_max, P_dis_max]; what the power limits or SoC bounds cut off is ``unserved_kwh``. Backward (Ulbig &
     Andersson 2015, energy dimension): lo(t) = max(SoC_min, lo(t+1) − ΔSoC(t)),
     hi(t) = min(SoC_max, hi(t+1) − ΔSoC(t)), from [soc_end_min, soc_end_max] (default: the SoC bounds).
     A NaN in the plan makes the SoC NaN from there on (forward) and the band NaN up to it (backward).
@@ -275,8 +281,9 @@ def schedule_soc_band(
     soc, lo, hi = _outputs(None, (nb, nt + 1), 3)
     (unserved,) = _outputs(None, (nb, nt), 1)
     _schedule_kernel(
-        plan, soc0, p["energy_kwh"], p["eta_c"], p["eta_d"], p["soc_min"], p["soc_max"],
-        np.ascontiguousarray(end_min), np.ascontiguousarray(end_max), float(dt_h), soc, unserved, lo, hi,
+        plan, soc0, p["energy_kwh"], p["p_ch"], p["p_dis"], p["eta_c"], p["eta_d"],
+        p["soc_min"], p["soc_max"], np.ascontiguousarray(end_min), np.ascontiguousarray(end_max), float(dt_h),
+        soc, unserved, lo, hi,
     )
     for arr in (soc, lo, hi):
         arr *= 100.0

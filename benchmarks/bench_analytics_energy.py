@@ -191,12 +191,12 @@ def bench_balance_and_scope2(rng, b: int, n: int, ts: np.ndarray, args) -> list[
     del res, ref
     rss_base = rss_kb("VmRSS") - imp.nbytes // 1024
     n_months = local_months(ts, "Asia/Shanghai")[0].size
-    gec, inst = np.ones(n_months), np.full(n_months, 1000.0)
+    gec = np.ones(n_months)
     stat, res = section("scope 2 (location + market)",
                         lambda: scope2(ts, imp, location_factor=EAST, residual_factor=RESIDUAL, gec_mwh=gec),
                         imp.nbytes + ts.nbytes * 3, b * 8 * (4 + n_months), args.repeat, rss_base)
     t_ref, (loc, market, _) = best_time(
-        lambda: scope2_ref(ts, imp, EAST.kg_per_kwh, RESIDUAL.kg_per_kwh, instruments_kwh=inst), 1)
+        lambda: scope2_ref(ts, imp, location_factor=EAST, residual_factor=RESIDUAL, gec_mwh=gec), 1)
     assert np.allclose(loc, res.location_kg, rtol=1e-9) and np.allclose(market, res.market_kg, rtol=1e-9)
     out.append(stat | dict(elems=b * n, ref="numpy vectorised (nansum, month masks)", t_ref=t_ref,
                            ratio=t_ref / stat["t"], target="≥ 0.5 of copy bandwidth"))

@@ -153,24 +153,32 @@ def baseline_pure_python(row, ipd, eligible, event_day, event_start, first, y, x
     return out
 
 
-def schedule_numpy_across_buildings(plan, soc0, e, eta_c, eta_d, lo, hi, dt_h):
-    """Vectorised over buildings, loop over time: the best numpy can do with a clipped recurrence."""
+def schedule_numpy_across_buildings(plan, soc0, e, p_ch, p_dis, eta_c, eta_d, lo, hi, dt_h):
+    """Vectorised over buildings, loop over time: the best numpy can do with a clipped recurrence
+    (same outputs as the kernel, NaN handling left out)."""
     nb, nt = plan.shape
     soc = np.empty((nb, nt + 1))
+    unserved = np.empty((nb, nt))
+    band_lo = np.empty((nb, nt + 1))
+    band_hi = np.empty((nb, nt + 1))
     soc[:, 0] = soc0
     s = soc0.copy()
     for t in range(nt):
         p = plan[:, t]
-        d = np.where(p >= 0, -p * dt_h / (eta_d * e), -p * eta_c * dt_h / e)
-        s = np.where(d < 0, np.maximum(s + d, np.minimum(s, lo)), np.minimum(s + d, np.maximum(s, hi)))
-        soc[:, t + 1] = s
+        dis = p >= 0
+        pc = np.clip(p, -p_ch, p_dis)
+        new = s - pc * np.where(dis, dt_h / (eta_d * e), eta_c * dt_h / e)
+        new = np.minimum(np.maximum(new, np.minimum(s, lo)), np.maximum(s, hi))
+        unserved[:, t] = np.abs(p) * dt_h - np.abs(new - s) * np.where(dis, e * eta_d, e / eta_c)
+        s = soc[:, t + 1] = new
     a, z = lo.copy(), hi.copy()
+    band_lo[:, nt], band_hi[:, nt] = a, z
     for t in range(nt - 1, -1, -1):
-        p = plan[:, t]
-        d = np.where(p >= 0, -p * dt_h / (eta_d * e), -p * eta_c * dt_h / e)
-        a = np.maximum(lo, a - d)
-        z = np.minimum(hi, z - d)
-    return soc, a, z
+        pc = np.clip(plan[:, t], -p_ch, p_dis)
+        d = -pc * np.where(pc >= 0, dt_h / (eta_d * e), eta_c * dt_h / e)
+        a = band_lo[:, t] = np.maximum(lo, a - d)
+        z = band_hi[:, t] = np.minimum(hi, z - d)
+    return soc, unserved, band_lo, band_hi
 
 
 # --- fresh-interpreter measurements --------------------------------------------------------------
@@ -269,18 +277,19 @@ def main() -> None:
     # 2. schedule SoC band: sequential
     plan = data["plan"]
     soc0 = np.full(nb, 0.5)
-    sargs = (plan, soc0, bat["energy_kwh"], bat["eta_c"], bat["eta_d"], bat["soc_min"], bat["soc_max"],
-             bat["soc_min"], bat["soc_max"], DT_H)
+    sargs = (plan, soc0, bat["energy_kwh"], bat["p_ch"], bat["p_dis"], bat["eta_c"], bat["eta_d"],
+             bat["soc_min"], bat["soc_max"], bat["soc_min"], bat["soc_max"], DT_H)
     souts = (np.zeros((nb, nt + 1)), np.zeros((nb, nt)), np.zeros((nb, nt + 1)), np.zeros((nb, nt + 1)))
     flex._schedule_kernel(*sargs, *souts)
     t_nb, bw = copier.paired(lambda: flex._schedule_kernel(*sargs, *souts), repeat + 2)
     bws.append(bw)
     souts = ()
     ns = max(1, min(nb, 4))
-    sub = (plan[:ns], *(a[:ns] for a in sargs[1:9]), DT_H,
+    sub = (plan[:ns], *(a[:ns] for a in sargs[1:11]), DT_H,
            np.empty((ns, nt + 1)), np.empty((ns, nt)), np.empty((ns, nt + 1)), np.empty((ns, nt + 1)))
     t_py = best(lambda: ref.schedule(*sub), 1) * nb / ns
-    vargs = (plan, soc0, bat["energy_kwh"], bat["eta_c"], bat["eta_d"], bat["soc_min"], bat["soc_max"], DT_H)
+    vargs = (plan, soc0, bat["energy_kwh"], bat["p_ch"], bat["p_dis"], bat["eta_c"], bat["eta_d"],
+             bat["soc_min"], bat["soc_max"], DT_H)
     t_vec = best(lambda: schedule_numpy_across_buildings(*vargs), 1)
     moved = plan.nbytes * 5
     rows.append(["schedule SoC band, fwd+bwd (sequential)", f"{t_nb:.3f}",

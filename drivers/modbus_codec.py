@@ -16,6 +16,7 @@ The offset is added only to points that have one, so a raw ``-0.0`` stays ``-0.0
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ NUMPY_DTYPE: dict[DataType, str] = {
     DataType.FLOAT64: ">f8",
 }
 FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT64_MAX = float(np.finfo(np.float64).max)
 
 
 def value_byte_index(register_offset: int, registers: int, word_order: Order, byte_order: Order) -> list[int]:
@@ -104,6 +106,7 @@ class DeviceDecoder:
         bit_pos: list[int] = []
         bit_idx: list[int] = []
         strings: list[tuple[int, np.ndarray]] = []
+        may_overflow = False  # can raw × multiplier + offset leave the float64 range?
         for i, (p, (ri, off)) in enumerate(zip(points, plan.point_slots, strict=True)):
             if p.function_code != plan.requests[ri].function_code:
                 raise ValueError(f"{p.name}: planned into a request of another function code")
@@ -121,7 +124,9 @@ class DeviceDecoder:
                 key = (">u2", True)
             else:
                 key = (NUMPY_DTYPE[p.type], False)
-                multiplier[i] = p.multiplier(pt_ratio, ct_ratio)
+                mul = multiplier[i] = p.multiplier(pt_ratio, ct_ratio)
+                if not abs(_largest_raw(p.type) * mul) + abs(p.offset) <= FLOAT64_MAX:
+                    may_overflow = True
                 if p.offset != 0.0:
                     offset_pos.append(i)
                     offset_val.append(p.offset)
@@ -132,6 +137,8 @@ class DeviceDecoder:
         self._template = template
         self._multiplier = multiplier
         self._scaled = bool((multiplier != 1.0).any())
+        # overflowing to ±inf is the right answer there; numpy's warning about it is noise
+        self._may_overflow = may_overflow
         self._offset_pos = np.asarray(offset_pos, dtype=np.intp)
         self._offset_val = np.asarray(offset_val, dtype=np.float64)
         self._groups = tuple(_Group(dt, pos, idx, is_bool) for (dt, is_bool), (pos, idx) in by_dtype.items())
@@ -153,6 +160,15 @@ class DeviceDecoder:
         words = responses[rr[0]] if len(rr) == 1 else list(chain.from_iterable(responses[ri] for ri in rr))
         return np.frombuffer(self._pack.pack(*words), dtype=np.uint8)
 
+    def _scale(self, out: np.ndarray) -> None:
+        """In place: raw × multiplier, + offset where a point has one."""
+        if self._scaled or self._offset_pos.size:
+            with np.errstate(over="ignore") if self._may_overflow else contextlib.nullcontext():
+                if self._scaled:
+                    out *= self._multiplier
+                if self._offset_pos.size:
+                    out[self._offset_pos] += self._offset_val
+
     def decode(
         self, responses: Sequence[Sequence[int] | Sequence[bool]]
     ) -> tuple[np.ndarray, tuple[str | None, ...] | None]:
@@ -160,10 +176,7 @@ class DeviceDecoder:
         if self._single is not None:
             g = self._single
             out = self.register_buffer(responses)[g.index].view(g.dtype)[:, 0].astype(np.float64)
-            if self._scaled:
-                out *= self._multiplier
-            if self._offset_pos.size:
-                out[self._offset_pos] += self._offset_val
+            self._scale(out)
             return out, None
         out = self._template.copy()
         if self._register_requests:
@@ -178,16 +191,19 @@ class DeviceDecoder:
             else:
                 bits = list(chain.from_iterable(responses[ri][:count] for ri, count in self._bit_requests))
             out[self._bit_pos] = np.asarray(bits, dtype=bool)[self._bit_idx]
-        if self._scaled:
-            out *= self._multiplier
-        if self._offset_pos.size:
-            out[self._offset_pos] += self._offset_val
+        self._scale(out)
         if not self._strings:
             return out, None
         texts = self._texts_template.copy()
         for i, idx in self._strings:
             texts[i] = buf[idx].tobytes().rstrip(b"\x00 ").decode("utf-8", errors="replace")
         return out, tuple(texts)
+
+
+def _largest_raw(dtype: DataType) -> float:
+    if dtype in INTEGER_RANGE:
+        return float(max(-INTEGER_RANGE[dtype][0], INTEGER_RANGE[dtype][1]))
+    return FLOAT32_MAX if dtype is DataType.FLOAT32 else FLOAT64_MAX
 
 
 def _refuse(point: Point, value: object, why: str) -> WriteRefused:

@@ -14,7 +14,7 @@ from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 
 
-def _load(path: str):  # noqa: ANN202
+def _load(path: str):
     from gateway.site import load_site
 
     return load_site(path)
@@ -24,16 +24,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     from drivers.request_plan import plan_requests
 
     site = _load(args.site)
-    print(f"site {site.name} ({site.config.site.timezone}): {len(site.config.buildings)} building(s), "
-          f"{len(site.devices)} device(s), {len(site.config.sinks)} sink(s) — configuration is valid")
+    print(
+        f"site {site.name} ({site.config.site.timezone}): {len(site.config.buildings)} building(s), "
+        f"{len(site.devices)} device(s), {len(site.config.sinks)} sink(s) — configuration is valid"
+    )
     from gateway.service import line_key
 
     for d in site.devices:
         s = d.section
         plan = plan_requests(d.points, max_registers=d.max_registers, max_gap=s.max_gap, holes=d.holes)
         reqs = ", ".join(f"FC{r.function_code:02d}@{r.address}+{r.count}" for r in plan.requests)
-        print(f"  {d.name:<20} {d.device_class:<18} {line_key(d):<24} unit {s.unit_id:<3} every {s.interval_s:g} s: "
-              f"{len(d.points)} fields in {len(plan.requests)} request(s) [{reqs}]")
+        print(
+            f"  {d.name:<20} {d.device_class:<18} {line_key(d):<24} unit {s.unit_id:<3} every {s.interval_s:g} s: "
+            f"{len(d.points)} fields in {len(plan.requests)} request(s) [{reqs}]"
+        )
     for sink in site.config.sinks:
         print(f"  sink {sink.name}: {sink.type} {sink.url}")
     return 0
@@ -168,4 +172,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

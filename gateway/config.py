@@ -9,22 +9,19 @@ type) and expands templates and profiles into the final list of devices.
 from __future__ import annotations
 
 import zoneinfo
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from drivers.point_spec import Point
-from gateway.errors import ConfigError, ConfigProblem
-from gateway.yaml_source import Loc, YamlDocument, load_yaml
+from gateway.errors import ConfigProblem
+from gateway.yaml_source import Loc, YamlDocument
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DeviceRole = Literal[
     "grid_meter", "pv", "battery", "dc_bus_converter", "grid_converter", "ac_load", "dc_load", "sub_meter"
 ]
-GridRegion = Literal[
-    "north", "northeast", "east_china", "central", "northwest", "south", "southwest", "national"
-]
+GridRegion = Literal["north", "northeast", "east_china", "central", "northwest", "south", "southwest", "national"]
 SECRET_FIELDS = frozenset({"password", "token"})
 
 

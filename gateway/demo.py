@@ -62,8 +62,21 @@ async def start_simulator(
     spec = Path(tempfile.mkdtemp(prefix="pedf-demo-")) / "devices.json"
     spec.write_text(json.dumps(devices, default=str))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drivers.simulator", "--devices", str(spec), "--speed", str(speed),
-        "--seed", str(seed), "--totals", str(totals_path), "--hold", str(hold_s), "--duration", str(simulated_s),
+        sys.executable,
+        "-m",
+        "drivers.simulator",
+        "--devices",
+        str(spec),
+        "--speed",
+        str(speed),
+        "--seed",
+        str(seed),
+        "--totals",
+        str(totals_path),
+        "--hold",
+        str(hold_s),
+        "--duration",
+        str(simulated_s),
         stdout=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None
@@ -101,8 +114,10 @@ async def run_demo(
     totals_path.unlink(missing_ok=True)
     sinks = [InfluxV1Sink(type="influxdb_v1", url=influx_url, database="pedf")] if influx_url else []
     duration_s = hold_s + simulated_s / speed + 2.0
-    print(f"demo: {len(site.devices)} simulated devices of building {site.devices[0].building}, "
-          f"{simulated_s / 3600:g} simulated hours at {speed:g}x in {duration_s:.0f} s, journal {journal_path}")
+    print(
+        f"demo: {len(site.devices)} simulated devices of building {site.devices[0].building}, "
+        f"{simulated_s / 3600:g} simulated hours at {speed:g}x in {duration_s:.0f} s, journal {journal_path}"
+    )
     sim = await start_simulator(site, speed, seed, totals_path, hold_s=hold_s, simulated_s=simulated_s)
     gateway = Gateway(site, extra_sinks=sinks, api=False)
     stop = asyncio.Event()
@@ -162,12 +177,16 @@ async def summarize(site: Site, journal_path: Path, totals_path: Path, gateway: 
         print(f"  {term:<18} {value:12.3f} | {totals.get(term, float('nan')):12.3f}")
     supply = measured["pv"] + measured["grid import"] + measured["battery discharge"]
     demand = measured["ac load"] + measured["dc load"] + measured["grid export"] + measured["battery charge"]
-    print(f"  {'losses':<18} {supply - demand:12.3f} | {totals.get('losses', float('nan')):12.3f}"
-          "   (losses = PV + import + discharge − load − export − charge)")
+    print(
+        f"  {'losses':<18} {supply - demand:12.3f} | {totals.get('losses', float('nan')):12.3f}"
+        "   (losses = PV + import + discharge − load − export − charge)"
+    )
     st = gateway.status()
     ok = stored > 0 and st["commit_failures"] == 0
-    print(f"\n{stored} samples stored, {st['overruns']} overruns, {st['commit_failures']} commit failures — "
-          f"{'OK' if ok else 'FAILED'}")
+    print(
+        f"\n{stored} samples stored, {st['overruns']} overruns, {st['commit_failures']} commit failures — "
+        f"{'OK' if ok else 'FAILED'}"
+    )
     return 0 if ok else 1
 
 

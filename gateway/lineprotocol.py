@@ -1,4 +1,4 @@
-"""InfluxDB line protocol, encoded fast: one cached prefix and one ``%`` template per series.
+"""InfluxDB line protocol, encoded fast: a cached prefix per series and one compiled pass per batch.
 
 Syntax and escaping follow the InfluxDB line protocol reference
 (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/):
@@ -17,7 +17,12 @@ field key): a newline or carriage return cannot be written at all, so it becomes
 escaped); a backslash cannot be escaped in a name (InfluxDB only unescapes ``\\,``, ``\\=``, ``\\ ``),
 and one before a separator or at the end corrupts the line, so it becomes ``/``.  A tag whose key or
 value is empty is left out (InfluxDB rejects it).  String field values keep newlines (allowed inside
-quotes).
+quotes).  A measurement starting with ``#`` would read as a comment; names come from validated site
+files, so it is not rewritten here.
+
+Values: a NaN (not reported) or ±inf field is left out, and a row with no field left yields no line;
+``int`` fields are written ``123i`` (left out beyond the int64 range), ``bool`` ``true``/``false``,
+``float`` as Python's ``repr`` would, ``str`` quoted.
 
 Why compiled: ``influxdb-client``'s ``Point`` formats ~60k lines/s on the target machine (DESIGN.md,
 Known traps) and ``repr`` of one 17-digit double takes ~0.4 µs here, so a batch of rows is written by

@@ -27,8 +27,8 @@ from gateway.journal import Journal
 from gateway.lineprotocol import LineEncoder
 from gateway.report_by_exception import DeadbandFilter
 from gateway.series import Sample
-from gateway.site import Device, Site, load_site
 from gateway.sinks.delivery import Delivery
+from gateway.site import Device, Site, load_site
 
 log = logging.getLogger("pedf.gateway")
 
@@ -63,7 +63,7 @@ def line_key(device: Device) -> str:
     return f"serial:{conn.port}" if isinstance(conn, SerialConnection) else f"tcp:{conn.host}:{conn.port}"
 
 
-def make_writer(sink: InfluxV1Sink | InfluxV2Sink):  # noqa: ANN201 - protocol object of gateway.sinks
+def make_writer(sink: InfluxV1Sink | InfluxV2Sink):
     if isinstance(sink, InfluxV1Sink):
         from gateway.sinks.influx_v1 import InfluxV1Writer
 
@@ -154,7 +154,10 @@ class Gateway:
         if exc is not None:
             self.counters.commit_failures += 1
             if self.counters.commit_failures == 1 or self.counters.commit_failures % 1000 == 0:
-                log.error("journal commit failed", extra={"fields": {"error": str(exc), "failures": self.counters.commit_failures}})
+                log.error(
+                    "journal commit failed",
+                    extra={"fields": {"error": str(exc), "failures": self.counters.commit_failures}},
+                )
 
     async def _register(self, devices: tuple[Device, ...]) -> None:
         for d in devices:
@@ -223,7 +226,9 @@ class Gateway:
                 if self.api_enabled:
                     from gateway.api import start_api
 
-                    api_runner, self.api_port = await start_api(self, self.site.config.api.host, self.site.config.api.port)
+                    api_runner, self.api_port = await start_api(
+                        self, self.site.config.api.host, self.site.config.api.port
+                    )
                 self.ready.set()
                 if on_ready:
                     on_ready()

@@ -18,10 +18,21 @@ def simulated_devices(site: Site) -> list:  # list[drivers.simulator.SimulatedDe
     for d in site.devices:
         conn = d.section.connection
         if not isinstance(conn, TcpConnection) or d.section.profile is None:
-            problems.append(ConfigProblem(site.file, None, f"devices.{d.name}", "the simulator serves Modbus TCP devices with a profile"))
+            problems.append(
+                ConfigProblem(
+                    site.file, None, f"devices.{d.name}", "the simulator serves Modbus TCP devices with a profile"
+                )
+            )
             continue
         devices.append(
-            SimulatedDevice(name=d.name, profile=d.section.profile, port=conn.port, unit_id=d.section.unit_id, host=conn.host, role=d.section.role)
+            SimulatedDevice(
+                name=d.name,
+                profile=d.section.profile,
+                port=conn.port,
+                unit_id=d.section.unit_id,
+                host=conn.host,
+                role=d.section.role,
+            )
         )
     if problems:
         raise ConfigError(problems)

@@ -141,7 +141,9 @@ def _resolve_device(
         template = config.templates.get(template_name)
         if template is None:
             problems.append(
-                doc.problem(loc + ("template",), f"unknown template {template_name!r} (known: {sorted(config.templates)})")
+                doc.problem(
+                    loc + ("template",), f"unknown template {template_name!r} (known: {sorted(config.templates)})"
+                )
             )
             return None
         merged = _merge(template, raw)
@@ -152,7 +154,9 @@ def _resolve_device(
         return None
     building = buildings.get(section.building)
     if building is None:
-        problems.append(doc.problem(loc + ("building",), f"unknown building {section.building!r} (known: {sorted(buildings)})"))
+        problems.append(
+            doc.problem(loc + ("building",), f"unknown building {section.building!r} (known: {sorted(buildings)})")
+        )
         return None
     park = parks.get(building.park)
     region = building.grid_region or (park.grid_region if park else "national")
@@ -219,7 +223,9 @@ def _apply_overrides(
     by_name = {p.name: p for p in points}
     for name in overrides:
         if name not in by_name:
-            problems.append(doc.problem(loc + ("overrides", name), f"no point named {name!r} (known: {sorted(by_name)})"))
+            problems.append(
+                doc.problem(loc + ("overrides", name), f"no point named {name!r} (known: {sorted(by_name)})")
+            )
     out = []
     for p in points:
         ov = overrides.get(p.name)
@@ -246,5 +252,7 @@ def _check_limits(doc: YamlDocument, loc: tuple, p: Point, problems: list[Config
     for bound_name, bound in (("min", p.min), ("max", p.max)):
         if bound is not None and not lo <= bound <= hi:
             problems.append(
-                doc.problem(loc + ("points",), f"{p.name}: {bound_name} {bound} does not fit {p.type.value} (range {lo}..{hi})")
+                doc.problem(
+                    loc + ("points",), f"{p.name}: {bound_name} {bound} does not fit {p.type.value} (range {lo}..{hi})"
+                )
             )

@@ -15,14 +15,22 @@ def _age(ts_ns: int | None) -> str:
 def render_status(st: dict) -> str:
     lines = [
         f"site {st['site']}: {st['devices_up']}/{st['devices_total']} devices up, "
-        f"{st['samples_per_s']} samples/s, {st['samples']} samples, {st['overruns']} overruns, up {st['uptime_s']:.0f} s"
+        f"{st['samples_per_s']} samples/s, {st['samples']} samples, {st['overruns']} overruns, "
+        f"up {st['uptime_s']:.0f} s"
     ]
     for name, dev in sorted(st["devices"].items()):
         state = "up  " if dev.get("up") else "DOWN"
-        errors = {k: v for k, v in dev.items() if k in ("timeouts", "exceptions", "malformed", "reconnects", "overruns") and v}
-        lines.append(f"  {state} {name:<22} ok {dev.get('polls_ok', 0):<8} last ok {_age(dev.get('last_ok_ns'))}  {errors or ''}")
+        errors = {
+            k: v for k, v in dev.items() if k in ("timeouts", "exceptions", "malformed", "reconnects", "overruns") and v
+        }
+        lines.append(
+            f"  {state} {name:<22} ok {dev.get('polls_ok', 0):<8} last ok {_age(dev.get('last_ok_ns'))}  {errors or ''}"
+        )
     journal = st.get("journal", {})
-    lines.append(f"journal: {journal.get('rows', '?')} rows, {journal.get('bytes', 0) / 1e6:.1f} MB, dropped {journal.get('dropped_rows', 0)}")
+    lines.append(
+        f"journal: {journal.get('rows', '?')} rows, {journal.get('bytes', 0) / 1e6:.1f} MB, "
+        f"dropped {journal.get('dropped_rows', 0)}"
+    )
     for name, sink in sorted(st.get("sinks", {}).items()):
         backlog = journal.get("sinks", {}).get(name, {})
         lines.append(

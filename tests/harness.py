@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,8 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from servers import free_port as _ephemeral_port
 
-from servers import free_port
+_next_port = [10000 + (os.getpid() * 7919) % 15000]
+
+
+def free_port() -> int:
+    """A bindable loopback port below the ephemeral range, so that no client socket of an earlier
+    run (lingering in TIME_WAIT) can hold it when a server binds it."""
+    for _ in range(20000):
+        port = _next_port[0]
+        _next_port[0] = 10000 + (port - 10000 + 1) % 20000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return _ephemeral_port()
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATED_FIELDS = frozenset({"name", "profile", "port", "unit_id", "host", "role", "counter_offset_kwh"})
@@ -33,16 +51,32 @@ def _wait_line(proc: subprocess.Popen, word: str, timeout: float, what: str) -> 
             if word.encode() in buffer:
                 return
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}: {buffer.decode(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"{what} exited with {proc.returncode}: {buffer.decode(errors='replace')[-2000:]}{_stderr_tail(proc)}"
+            )
         time.sleep(0.05)
     raise TimeoutError(f"{what} did not print {word!r} within {timeout} s")
+
+
+def _stderr_tail(proc: subprocess.Popen) -> str:
+    path = getattr(proc, "stderr_path", None)
+    return f"\n{Path(path).read_text(errors='replace')[-2000:]}" if path else ""
 
 
 class SimulatorProcess:
     """``python -m drivers.simulator`` serving ``devices`` (dicts of SimulatedDevice fields)."""
 
-    def __init__(self, workdir: Path, devices: list[dict[str, Any]], *, speed: float = 1.0, seed: int = 1,
-                 poll_log: Path | None = None, faults: dict[str, str] | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        devices: list[dict[str, Any]],
+        *,
+        speed: float = 1.0,
+        seed: int = 1,
+        poll_log: Path | None = None,
+        faults: dict[str, str] | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.devices = devices
         self.spec = workdir / "devices.json"
@@ -56,7 +90,9 @@ class SimulatorProcess:
         cmd = [sys.executable, "-m", "drivers.simulator", "--devices", str(self.spec), *self.args]
         if self.poll_log is not None:
             cmd += ["--poll-log", str(self.poll_log)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(self.workdir / "simulator.log", "wb"))
+        log = self.workdir / "simulator.log"
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "wb"))
+        self.proc.stderr_path = log  # type: ignore[attr-defined]
         _wait_line(self.proc, "ready", 60, "the simulator")
         return self
 
@@ -83,8 +119,16 @@ class SimulatorProcess:
         return counts
 
 
-def write_site(path: Path, devices: list[dict[str, Any]], *, sinks: list[dict[str, Any]] | None = None,
-               journal: Path, api_port: int, interval_s: float = 1.0, max_mb: float = 1024.0) -> Path:
+def write_site(
+    path: Path,
+    devices: list[dict[str, Any]],
+    *,
+    sinks: list[dict[str, Any]] | None = None,
+    journal: Path,
+    api_port: int,
+    interval_s: float = 1.0,
+    max_mb: float = 1024.0,
+) -> Path:
     site = {
         "site": {"name": "t", "timezone": "Asia/Shanghai"},
         "parks": [{"name": "p", "grid_region": "east_china"}],
@@ -124,8 +168,13 @@ class GatewayProcess:
 
     def start(self) -> GatewayProcess:
         pedf = Path(sys.executable).with_name("pedf")
-        self.proc = subprocess.Popen([str(pedf), "--log-format", "json", "run", str(self.site)], cwd=ROOT,
-                                     stdout=subprocess.PIPE, stderr=open(self.log, "ab"))
+        self.proc = subprocess.Popen(
+            [str(pedf), "--log-format", "json", "run", str(self.site)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=open(self.log, "ab"),
+        )
+        self.proc.stderr_path = self.log  # type: ignore[attr-defined]
         _wait_line(self.proc, "ready", 60, f"pedf run ({self.log})")
         return self
 
@@ -162,7 +211,7 @@ class GatewayProcess:
         raise KeyError(key)
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "condition") -> Any:  # noqa: ANN001
+def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

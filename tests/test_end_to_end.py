@@ -7,12 +7,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from pymodbus.client import AsyncModbusTcpClient
-
-from drivers.profiles import load_profile
 from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site
+from pymodbus.client import AsyncModbusTcpClient
 from reference_registers import decode as reference_decode
 from servers import InfluxD, VictoriaMetrics
+
+from drivers.profiles import load_profile
 
 DEVICES = [
     {"name": "grid_meter", "profile": "dtsu666", "role": "grid_meter"},
@@ -39,8 +39,9 @@ async def _read_expected(port: int, profile: str) -> dict[str, float]:
     return out
 
 
-def test_values_in_influxd_and_victoria_metrics_equal_the_registers(tmp_path: Path, influxd: InfluxD,
-                                                                     victoria_metrics: VictoriaMetrics) -> None:
+def test_values_in_influxd_and_victoria_metrics_equal_the_registers(
+    tmp_path: Path, influxd: InfluxD, victoria_metrics: VictoriaMetrics
+) -> None:
     devices = [dict(d, port=free_port()) for d in DEVICES]
     influxd.create_database("pedf")
     api_port = free_port()
@@ -49,8 +50,15 @@ def test_values_in_influxd_and_victoria_metrics_equal_the_registers(tmp_path: Pa
         devices,
         sinks=[
             {"type": "influxdb_v1", "name": "influx1", "url": influxd.url, "database": "pedf", "max_age_s": 0.2},
-            {"type": "influxdb_v2", "name": "vm", "url": victoria_metrics.url, "org": "o", "bucket": "b",
-             "token": "t0ken", "max_age_s": 0.2},
+            {
+                "type": "influxdb_v2",
+                "name": "vm",
+                "url": victoria_metrics.url,
+                "org": "o",
+                "bucket": "b",
+                "token": "t0ken",
+                "max_age_s": 0.2,
+            },
         ],
         journal=tmp_path / "journal.db",
         api_port=api_port,
@@ -59,8 +67,13 @@ def test_values_in_influxd_and_victoria_metrics_equal_the_registers(tmp_path: Pa
     # speed 0: simulated time stands still, so every read returns the same registers
     with SimulatorProcess(tmp_path, devices, speed=0) as _sim, GatewayProcess(tmp_path, site, api_port) as gw:
         expected = {d["name"]: asyncio.run(_read_expected(d["port"], d["profile"])) for d in devices}
-        wait_until(lambda: all(len(influxd.query(f"SELECT * FROM /.*/ WHERE device='{d['name']}'", db="pedf")) >= 3
-                               for d in devices), 30, what="three samples per device in influxd")
+        wait_until(
+            lambda: all(
+                len(influxd.query(f"SELECT * FROM /.*/ WHERE device='{d['name']}'", db="pedf")) >= 3 for d in devices
+            ),
+            30,
+            what="three samples per device in influxd",
+        )
         status = gw.status()
         assert status["devices_up"] == len(devices)
         assert gw.terminate() == 0
@@ -87,8 +100,9 @@ def test_pedf_check_prints_the_plan_without_touching_devices(tmp_path: Path) -> 
 
     devices = [dict(d, port=free_port()) for d in DEVICES]  # nothing listens on these ports
     site = write_site(tmp_path / "site.yaml", devices, journal=tmp_path / "j.db", api_port=0)
-    out = subprocess.run([str(Path(sys.executable).with_name("pedf")), "check", str(site)], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [str(Path(sys.executable).with_name("pedf")), "check", str(site)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert "configuration is valid" in out.stdout
     bench_line = next(line for line in out.stdout.splitlines() if line.strip().startswith("bench "))

@@ -3,6 +3,7 @@ the journal fills up.  Every sample the simulator answered must arrive; nothing 
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import time
 from pathlib import Path
@@ -25,12 +26,28 @@ def test_influxd_outage_of_30_s_loses_nothing_and_replays_are_bounded(tmp_path: 
     influxd.create_database("pedf")
     api_port = free_port()
     batch_lines = 50
-    site = write_site(tmp_path / "site.yaml", devices, journal=tmp_path / "journal.db", api_port=api_port,
-                      sinks=[{"type": "influxdb_v1", "name": "influx", "url": influxd.url, "database": "pedf",
-                              "max_age_s": 0.5, "batch_lines": batch_lines, "timeout_s": 2}])
+    site = write_site(
+        tmp_path / "site.yaml",
+        devices,
+        journal=tmp_path / "journal.db",
+        api_port=api_port,
+        sinks=[
+            {
+                "type": "influxdb_v1",
+                "name": "influx",
+                "url": influxd.url,
+                "database": "pedf",
+                "max_age_s": 0.5,
+                "batch_lines": batch_lines,
+                "timeout_s": 2,
+            }
+        ],
+    )
     poll_log = tmp_path / "polls.log"
-    with SimulatorProcess(tmp_path, devices, speed=0, poll_log=poll_log) as sim, \
-            GatewayProcess(tmp_path, site, api_port) as gw:
+    with (
+        SimulatorProcess(tmp_path, devices, speed=0, poll_log=poll_log) as sim,
+        GatewayProcess(tmp_path, site, api_port) as gw,
+    ):
         wait_until(lambda: sum(_counts_by_device(influxd).values()) >= 15, 30, what="first samples")
         accepted_before = influxd.points_written()
         influxd.stop()
@@ -49,7 +66,7 @@ def test_influxd_outage_of_30_s_loses_nothing_and_replays_are_bounded(tmp_path: 
     assert accepted_before + accepted_after <= total + 2 * batch_lines
     for d in devices:
         times = _times(influxd, d["name"])
-        gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:], strict=False)]
+        gaps = [(b - a) / 1e9 for a, b in itertools.pairwise(times)]
         assert max(gaps) < 1.5, f"{d['name']}: a hole of {max(gaps):.1f} s across the outage"
 
 
@@ -58,9 +75,14 @@ def test_sigkill_then_restart_loses_nothing_committed(tmp_path: Path, influxd: I
     influxd.create_database("pedf")
     api_port = free_port()
     journal = tmp_path / "journal.db"
-    site = write_site(tmp_path / "site.yaml", devices, journal=journal, api_port=api_port, interval_s=0.2,
-                      sinks=[{"type": "influxdb_v1", "name": "influx", "url": influxd.url, "database": "pedf",
-                              "max_age_s": 0.3}])
+    site = write_site(
+        tmp_path / "site.yaml",
+        devices,
+        journal=journal,
+        api_port=api_port,
+        interval_s=0.2,
+        sinks=[{"type": "influxdb_v1", "name": "influx", "url": influxd.url, "database": "pedf", "max_age_s": 0.3}],
+    )
     with SimulatorProcess(tmp_path, devices, speed=0):
         first = GatewayProcess(tmp_path, site, api_port, name="first").start()
         wait_until(lambda: sum(_counts_by_device(influxd).values()) >= 10, 30, what="first samples")
@@ -72,8 +94,11 @@ def test_sigkill_then_restart_loses_nothing_committed(tmp_path: Path, influxd: I
         assert committed[0] > 20
         influxd.start()
         with GatewayProcess(tmp_path, site, api_port, name="second") as second:
-            wait_until(lambda: sum(_counts_by_device(influxd).values()) >= committed[0] + 4, 60,
-                       what="the committed backlog delivered after the restart")
+            wait_until(
+                lambda: sum(_counts_by_device(influxd).values()) >= committed[0] + 4,
+                60,
+                what="the committed backlog delivered after the restart",
+            )
             assert second.terminate() == 0
     rows = influxd.query(f"SELECT count(x00_kw) FROM meter WHERE time <= {committed[2]}", db="pedf")
     assert int(rows[0]["count"]) == committed[0]
@@ -108,8 +133,14 @@ def test_journal_cap_drops_oldest_counts_and_memory_stays_flat(tmp_path: Path) -
     devices = [{"name": f"d{i}", "profile": "bench60", "port": free_port(), "interval_s": 0.05} for i in range(8)]
     api_port = free_port()
     dead_sink = {"type": "influxdb_v1", "name": "nowhere", "url": f"http://127.0.0.1:{free_port()}", "database": "pedf"}
-    site = write_site(tmp_path / "site.yaml", devices, journal=tmp_path / "journal.db", api_port=api_port,
-                      sinks=[dead_sink], max_mb=0.5)
+    site = write_site(
+        tmp_path / "site.yaml",
+        devices,
+        journal=tmp_path / "journal.db",
+        api_port=api_port,
+        sinks=[dead_sink],
+        max_mb=0.5,
+    )
     with SimulatorProcess(tmp_path, devices, speed=0), GatewayProcess(tmp_path, site, api_port) as gw:
         wait_until(lambda: gw.status()["journal"]["dropped_rows"] > 0, 60, what="the cap reached")
         rss_at_cap = gw.rss_mb()

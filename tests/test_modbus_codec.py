@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -260,3 +261,14 @@ def test_single_type_layout_and_fresh_arrays(offset) -> None:
     first[:] = 0.0  # the caller owns each returned array
     second, _ = decoder.decode(responses_for(plan, image))
     assert second is not first and second[1] == raws[1] * 0.1 + offset
+
+
+def test_scaling_past_float64_range_gives_inf_quietly() -> None:
+    points = [Point(name="a_x", register="holding", address=0, type="float64", scale=10.0, offset=1.0)]
+    decoder = DeviceDecoder(points, plan_requests(points))
+    huge = [ref.encode(1.7e308, "float64"), ref.encode(-1.7e308, "float64")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for words, want in zip(huge * 2, [math.inf, -math.inf] * 2, strict=True):  # twice: reusable
+            values, _ = decoder.decode([words])
+            assert values[0] == want

@@ -130,8 +130,7 @@ def interval_energy_numpy_ongrid(ts_ns, counter_kwh, interval_ns, *, wrap_kwh=0.
     return energy, flags, gap[:, :-1]
 
 
-def resample_ref(ts_ns, values, src_interval_ns, interval_ns, start_ns, n_intervals, min_coverage, kind):
-    """Overlap-matrix formulation: (energy_kwh, coverage, filled_kwh), each (n_series, n_intervals)."""
+def _resample_ref(ts_ns, values, src_interval_ns, interval_ns, start_ns, n_intervals, min_coverage, kind):
     v = _rows(values)
     a = np.asarray(ts_ns, dtype=np.int64)[:, None]
     b = a + src_interval_ns
@@ -146,6 +145,19 @@ def resample_ref(ts_ns, values, src_interval_ns, interval_ns, start_ns, n_interv
     with np.errstate(invalid="ignore", divide="ignore"):
         filled = np.where(coverage >= min_coverage, energy / coverage, np.nan)
     return energy, coverage, filled
+
+
+def resample_energy_ref(ts_ns, energy_kwh, src_interval_ns, interval_ns, *, start_ns, n_intervals,
+                        min_coverage=0.8):
+    """Overlap-matrix formulation: (energy_kwh, coverage, filled_kwh), each (n_series, n_intervals)."""
+    return _resample_ref(ts_ns, energy_kwh, src_interval_ns, interval_ns, start_ns, n_intervals,
+                         min_coverage, "energy")
+
+
+def resample_power_ref(ts_ns, power_kw, src_interval_ns, interval_ns, *, start_ns, n_intervals,
+                       min_coverage=0.8):
+    return _resample_ref(ts_ns, power_kw, src_interval_ns, interval_ns, start_ns, n_intervals,
+                         min_coverage, "power")
 
 
 def energy_balance_ref(pv, charge, discharge, grid_import, grid_export, load_dc, load_ac, interval_ns):
@@ -205,25 +217,41 @@ def local_month_index_ref(ts_ns, tz):
     return np.array([(y - first[0]) * 12 + mo - first[1] for y, mo in keys], dtype=np.int64)
 
 
-def scope2_ref(ts_ns, grid_import_kwh, factor_kg_per_kwh, residual_kg_per_kwh, *, tz="Asia/Shanghai",
-               instruments_kwh=None, pv_sold_kwh=None, matching="monthly"):
-    """Vectorised: (location_kg, market_kg, monthly_import_kwh). Factors are arrays per interval / scalar."""
+def _factor_values(factor, ts_ns):
+    if hasattr(factor, "kg_per_kwh") and np.ndim(factor.kg_per_kwh) == 0:
+        return np.full(len(ts_ns), factor.kg_per_kwh)
+    out = np.full(len(ts_ns), np.nan)
+    starts = list(factor.ts_ns)
+    for i, t in enumerate(int(x) for x in ts_ns):
+        for k, s0 in enumerate(starts):
+            if s0 <= t < s0 + factor.interval_ns:
+                out[i] = factor.kg_per_kwh[k]
+    return out
+
+
+def scope2_ref(ts_ns, grid_import_kwh, *, location_factor, residual_factor, tz="Asia/Shanghai",
+               gec_mwh=None, ppa_kwh=None, pv_self_consumed_kwh=None, pv_certificates_sold_kwh=None,
+               matching="monthly"):
+    """Vectorised: (location_kg, market_kg, monthly_import_kwh) per building."""
     imp = _rows(grid_import_kwh)
-    f = np.broadcast_to(np.asarray(factor_kg_per_kwh, dtype=np.float64), imp.shape[1:])
-    location = np.nansum(imp * np.where(np.isnan(f), 0.0, f), axis=1)
+    f = _factor_values(location_factor, ts_ns)
+    location = np.nansum(imp * f, axis=1)
     idx = local_month_index_ref(ts_ns, tz) if len(ts_ns) else np.zeros(0, dtype=np.int64)
     n_months = int(idx.max()) + 1 if idx.size else 0
-    monthly = np.stack([np.nansum(imp[:, idx == k], axis=1) for k in range(n_months)], axis=1) \
-        if n_months else np.zeros((imp.shape[0], 0))
-    inst = np.zeros_like(monthly)
-    if instruments_kwh is not None:
-        inst = np.broadcast_to(instruments_kwh, monthly.shape)
+    monthly = np.zeros((imp.shape[0], n_months))
+    for k in range(n_months):
+        monthly[:, k] = np.nansum(imp[:, idx == k], axis=1)
+
+    def per_month(x):
+        return np.zeros_like(monthly) if x is None else np.broadcast_to(np.asarray(x, float), monthly.shape)
+
+    inst = per_month(gec_mwh) * 1000.0 + per_month(ppa_kwh)
     if matching == "monthly":
-        residual = (monthly - np.minimum(monthly, inst)).sum(axis=1)
+        residual = np.clip(monthly - inst, 0, None).sum(axis=1)
     else:
         residual = np.clip(monthly.sum(axis=1) - inst.sum(axis=1), 0, None)
-    sold = 0.0 if pv_sold_kwh is None else np.asarray(pv_sold_kwh)
-    return location, (residual + sold) * residual_kg_per_kwh, monthly
+    sold = np.minimum(per_month(pv_certificates_sold_kwh), per_month(pv_self_consumed_kwh)).sum(axis=1)
+    return location, (residual + sold) * residual_factor.kg_per_kwh, monthly
 
 
 def cfe_ref(ts_ns, consumption_kwh, supply_kwh, *, tz="Asia/Shanghai"):

@@ -26,9 +26,10 @@ def envelope(soc_pct, energy_kwh, p_ch, p_dis, eta_c, eta_d, soc_min, soc_max, d
     np.minimum(p_ch[np.newaxis, :, np.newaxis], e_dn[np.newaxis] / spans, out=down)
 
 
-def schedule(schedule_kw, soc0, energy_kwh, eta_c, eta_d, soc_min, soc_max, end_min, end_max, dt_h,
-             soc, unserved, lo, hi):
-    """Plain loops in stored energy [kWh]: take from / put into the battery what the bounds allow."""
+def schedule(schedule_kw, soc0, energy_kwh, p_ch, p_dis, eta_c, eta_d, soc_min, soc_max, end_min, end_max,
+             dt_h, soc, unserved, lo, hi):
+    """Plain loops in stored energy [kWh]: take from / put into the battery what the power limits and
+    the bounds allow."""
     nb, nt = schedule_kw.shape
     for arr in (soc, unserved, lo, hi):
         arr.fill(np.nan)
@@ -41,12 +42,12 @@ def schedule(schedule_kw, soc0, energy_kwh, eta_c, eta_d, soc_min, soc_max, end_
             if math.isnan(p) or math.isnan(stored):
                 break
             if p >= 0:
-                wanted = p * dt_h / eta_d[b]
+                wanted = min(p, p_dis[b]) * dt_h / eta_d[b]
                 taken = min(wanted, max(0.0, stored - soc_min[b] * cap))
                 stored -= taken
                 unserved[b, t] = p * dt_h - taken * eta_d[b]
             else:
-                wanted = -p * dt_h * eta_c[b]
+                wanted = min(-p, p_ch[b]) * dt_h * eta_c[b]
                 put = min(wanted, max(0.0, soc_max[b] * cap - stored))
                 stored += put
                 unserved[b, t] = -p * dt_h - put / eta_c[b]
@@ -57,7 +58,8 @@ def schedule(schedule_kw, soc0, energy_kwh, eta_c, eta_d, soc_min, soc_max, end_
             p = schedule_kw[b, t]
             if math.isnan(p) or math.isnan(need_lo):
                 break
-            change = -p * dt_h / (eta_d[b] * cap) if p >= 0 else -p * dt_h * eta_c[b] / cap
+            change = (-min(p, p_dis[b]) * dt_h / (eta_d[b] * cap) if p >= 0
+                      else min(-p, p_ch[b]) * dt_h * eta_c[b] / cap)
             need_lo = max(soc_min[b], need_lo - change)
             need_hi = min(soc_max[b], need_hi - change)
             lo[b, t], hi[b, t] = need_lo, need_hi

@@ -85,6 +85,8 @@ def test_edge_cases_empty_single_all_nan():
         interval_energy(T0 + np.arange(3) * Q, np.zeros(4), Q)
     with pytest.raises(ValueError):
         interval_energy(T0 + np.arange(3) * Q, np.zeros(3), Q, snap_tolerance=0.6)
+    with pytest.raises(ValueError, match="p_max_kw"):
+        interval_energy(T0 + np.arange(3) * Q, np.zeros(3), Q, wrap_kwh=100.0)
 
 
 @st.composite

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference_energy import cfe_ref, rollup_ref, scope2_ref
 
-from analytics.emissions import cfe_score, reduction_credits, rollup, scope2, shift_avoided_emissions
-from analytics.factors import factor_series, grid_factor, load_factors
+from analytics.emissions import cfe_score, scope2, shift_avoided_emissions
+from analytics.factors import factor_series, grid_factor, load_factor_series, load_factors
+from analytics.rollups import reduction_credits, rollup
 
 H = 3_600_000_000_000
 Q = H // 4
@@ -42,6 +43,16 @@ def test_factor_sets_are_data_with_units_and_sources():
         grid_factor("mee_nbs_grid_average")  # no silent default region or year
 
 
+def test_user_series_from_csv(tmp_path):
+    path = tmp_path / "moer.csv"
+    path.write_text("# marginal rates\nts_utc,kg_per_kwh\n2024-03-10T00:00:00Z,0.9\n2024-03-10T01:00:00Z,\n")
+    series = load_factor_series(path, name="moer", kind="marginal", source="vendor export")
+    assert series.at(np.array([utc_ns(2024, 3, 10, 0, 30)]))[0] == 0.9
+    assert np.isnan(series.at(np.array([utc_ns(2024, 3, 10, 1, 30), utc_ns(2024, 3, 10, 2, 0)]))).all()
+    with pytest.raises(ValueError):
+        factor_series(np.array([0, 1]), np.array([0.1, 0.2]), name="x", kind="median", source="x")
+
+
 def test_location_based_1000_kwh_east_china_2022():
     # 1,000 kWh imported x 0.5617 kg/kWh (East China grid, 2022) = 561.7 kg.
     ts, imp = month_of_imports(2024, 3, 250.0)
@@ -64,6 +75,7 @@ def test_market_based_with_certificates_covering_part():
     r = scope2(ts, imp, location_factor=EAST_2022, residual_factor=RESIDUAL_2022, gec_mwh=[0.4],
                pv_self_consumed_kwh=[300.0], pv_certificates_sold_kwh=[100.0])
     assert r.market_kg == pytest.approx(351.36 + 58.56)
+    assert r.pv_self_consumed_kwh == 300.0 and r.pv_sold_certificates_kwh == 100.0
     # Certificates beyond the import never make the result negative: 2 MWh against 1,000 kWh -> 0 kg.
     r = scope2(ts, imp, location_factor=EAST_2022, residual_factor=RESIDUAL_2022, gec_mwh=[2.0])
     assert r.market_kg == 0.0
@@ -102,8 +114,11 @@ def test_hourly_series_and_shift_with_marginal_factor():
         scope2(t0 + np.array([0]), np.array([1.0]), location_factor=moer, residual_factor=RESIDUAL_2022)
     avg = factor_series(t0 + np.arange(2) * H, [0.5, 0.7], name="em", kind="average", source="test")
     # 4 x 1 kWh in hour 0 at 0.5 + 4 x 1 kWh in hour 1 at 0.7 = 4.8 kg; hour 2 has no factor.
-    r = scope2(t0 + np.arange(9) * Q, np.ones(9), location_factor=avg, residual_factor=RESIDUAL_2022)
+    ts = t0 + np.arange(9) * Q
+    r = scope2(ts, np.ones(9), location_factor=avg, residual_factor=RESIDUAL_2022)
     assert r.location_kg == pytest.approx(4.8) and r.n_missing == 1
+    ref_location = scope2_ref(ts, np.ones(9), location_factor=avg, residual_factor=RESIDUAL_2022)[0]
+    assert ref_location == pytest.approx(4.8)
 
 
 def test_cfe_score_is_consumption_weighted_without_carry_over():
@@ -168,11 +183,11 @@ def import_case(draw):
 def test_scope2_kernel_matches_reference(case, matching, gec):
     ts, imp = case
     n_months = scope2(ts, imp, location_factor=EAST_2022, residual_factor=RESIDUAL_2022).months.size
-    gecs = np.full(n_months, gec)
-    r = scope2(ts, imp, location_factor=EAST_2022, residual_factor=RESIDUAL_2022, gec_mwh=gecs,
-               matching=matching)
-    loc, market, monthly = scope2_ref(ts, imp, EAST_2022.kg_per_kwh, RESIDUAL_2022.kg_per_kwh,
-                                      instruments_kwh=gecs * 1000, matching=matching)
+    kw = dict(location_factor=EAST_2022, residual_factor=RESIDUAL_2022, gec_mwh=np.full(n_months, gec),
+              ppa_kwh=np.full(n_months, 100.0), pv_self_consumed_kwh=np.full(n_months, 50.0),
+              pv_certificates_sold_kwh=np.full(n_months, 80.0), matching=matching)
+    r = scope2(ts, imp, **kw)
+    loc, market, monthly = scope2_ref(ts, imp, **kw)
     np.testing.assert_allclose(r.location_kg, loc, rtol=1e-9)
     np.testing.assert_allclose(r.market_kg, market, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(r.monthly_import_kwh, monthly, rtol=1e-9)

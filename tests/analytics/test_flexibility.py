@@ -80,12 +80,17 @@ def test_schedule_band_by_hand() -> None:
     # t2: charge 100 kW → 95 kWh stored wanted, room 80 → SoC 90 %, unserved 100 − 80/0.95 = 15.789.
     # Backward from [10, 90] %: t3 idle keeps it; t2 (+95 %) → lo max(10, 10 − 95) = 10,
     #   hi min(90, 90 − 95) = −5 → empty band: the plan cannot run from any SoC.
-    spec = flex.BatterySpec(100.0, 50.0, 50.0, 0.95, 0.95, 10.0, 90.0)
+    spec = flex.BatterySpec(100.0, 200.0, 50.0, 0.95, 0.95, 10.0, 90.0)
     band = flex.schedule_soc_band(np.array([50.0, 50.0, -100.0, 0.0]), 50.0, spec, 1.0)
     close(band.soc_pct[0], [50, 10, 10, 90, 90])
     close(band.unserved_kwh[0], [12.0, 50.0, 100 - 80 / 0.95, 0.0])
     close(band.feasible_min_pct[0, 2:], [10, 10, 10])
     close(band.feasible_max_pct[0, 2:], [-5, 90, 90])
+    # A 60 kW discharge against a 50 kW limit from 90 %: 50/0.95 = 52.63 kWh leave, SoC 37.37 %,
+    # unserved = 60 − 50 = 10 kWh.
+    capped = flex.schedule_soc_band(np.array([60.0]), 90.0, spec, 1.0)
+    close(capped.soc_pct[0], [90.0, 90.0 - 5000 / 95])
+    close(capped.unserved_kwh[0], [10.0])
 
 
 def test_flexibility_factor_thresholds_and_mean_split() -> None:
@@ -170,7 +175,8 @@ def test_schedule_kernel_matches_reference(plan, data) -> None:
     n = plan.shape[0]
     p = battery_params(n, data.draw)
     soc0 = np.array([data.draw(st.floats(0.0, 1.0)) for _ in range(n)])
-    args = (plan, soc0, p["energy_kwh"], p["eta_c"], p["eta_d"], p["soc_min"], p["soc_max"],
+    args = (plan, soc0, p["energy_kwh"], p["p_ch"], p["p_dis"], p["eta_c"], p["eta_d"],
+            p["soc_min"], p["soc_max"],
             p["soc_min"].copy(), p["soc_max"].copy(), 0.5)
     nt = plan.shape[1]
     shapes = [(n, nt + 1), (n, nt), (n, nt + 1), (n, nt + 1)]

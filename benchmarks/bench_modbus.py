@@ -1,0 +1,153 @@
+"""The Modbus workload of DESIGN.md "The bar to beat", end to end, every process real.
+
+N simulated devices (its own process, bench60: 60 holding registers each, one port per device) are
+polled once a second by a separate ``pedf run`` with the default configuration (journal
+synchronous=FULL with group commit, gzip, an influxd sink); every sample is verified in influxd
+afterwards.  The gateway's CPU time comes from /proc/<pid>/stat (utime + stime), its peak RSS from
+VmHWM.  A bare pymodbus client polls the same simulator in the same run for the ratio.  A last run
+at a faster interval finds the most device-polls/s one core sustains.
+
+    python benchmarks/bench_modbus.py                 # 100 and 1,000 devices, 30 s windows
+    python benchmarks/bench_modbus.py --quick         # 50 and 200 devices, 10 s windows
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site  # noqa: E402
+from servers import InfluxD  # noqa: E402
+
+
+def _polls(status: dict) -> int:
+    return sum(d["polls_ok"] for d in status["devices"].values())
+
+
+def _influx_count(influxd: InfluxD) -> int:
+    rows = influxd.query("SELECT count(x00_kw) FROM meter", db="pedf")
+    return int(rows[0]["count"]) if rows else 0
+
+
+def measure_gateway(work: Path, influxd: InfluxD, n: int, seconds: float, interval: float) -> dict:
+    influxd.query('DROP DATABASE "pedf"')
+    influxd.create_database("pedf")
+    devices = [{"name": f"d{i:04d}", "profile": "bench60", "port": free_port()} for i in range(n)]
+    api_port = free_port()
+    site = write_site(
+        work / f"site-{n}.yaml",
+        devices,
+        journal=work / f"journal-{n}-{interval}.db",
+        api_port=api_port,
+        interval_s=interval,
+        sinks=[{"type": "influxdb_v1", "name": "influx", "url": influxd.url, "database": "pedf"}],
+    )
+    for d in devices:
+        d["timeout_s"] = 2.0
+    with SimulatorProcess(work, devices, speed=0) as sim, GatewayProcess(work, site, api_port) as gw:
+        time.sleep(5)  # connections made, first batches sent
+        st0, cpu0, t0 = gw.status(), gw.cpu_seconds(), time.monotonic()
+        time.sleep(seconds)
+        st1, cpu1, t1 = gw.status(), gw.cpu_seconds(), time.monotonic()
+        sim.stop()
+        # every sample the gateway committed must be in influxd
+        wait_until(lambda: gw.status()["journal"]["sinks"]["influx"]["backlog_rows"] == 0, 120, what="backlog sent")
+        committed = gw.status()["journal"]["committed"]
+        peak_rss = gw.rss_mb("VmHWM")
+        gw.terminate(60)
+    in_influx = _influx_count(influxd)
+    polls = _polls(st1) - _polls(st0)
+    cpu = cpu1 - cpu0
+    return {
+        "devices": n,
+        "interval_s": interval,
+        "polls": polls,
+        "polls_per_s": polls / (t1 - t0),
+        "cpu_s": cpu,
+        "cpu_s_per_1000_polls": 1000 * cpu / polls,
+        "core_pct": 100 * cpu / (t1 - t0),
+        "peak_rss_mb": peak_rss,
+        "overruns": st1["overruns"],
+        "committed": committed,
+        "in_influxd": in_influx,
+        "verified": in_influx == committed,
+        "ports": [d["port"] for d in devices],
+    }
+
+
+def measure_bare(work: Path, n: int, seconds: float) -> dict:
+    devices = [{"name": f"d{i:04d}", "profile": "bench60", "port": free_port()} for i in range(n)]
+    ports = work / f"ports-{n}.json"
+    ports.write_text(json.dumps([d["port"] for d in devices]))
+    with SimulatorProcess(work, devices, speed=0):
+        out = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "bare_pymodbus.py"),
+                "--ports-file",
+                str(ports),
+                "--seconds",
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    r = json.loads(out.stdout)
+    r["cpu_s_per_1000_polls"] = 1000 * r["cpu_s"] / r["polls"]
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seconds", type=float)
+    args = ap.parse_args()
+    sizes = [50, 200] if args.quick else [100, 1000]
+    seconds = args.seconds or (10.0 if args.quick else 30.0)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pedf-bench-") as tmp:
+        work = Path(tmp)
+        with InfluxD(work / "influxd") as influxd:
+            for n in sizes:
+                g = measure_gateway(work, influxd, n, seconds, 1.0)
+                b = measure_bare(work, n, seconds)
+                rows.append((g, b))
+                print(
+                    f"{n} devices: gateway {g['cpu_s_per_1000_polls']:.3f} CPU-s/1000 polls, "
+                    f"bare pymodbus {b['cpu_s_per_1000_polls']:.3f}",
+                    flush=True,
+                )
+            sat = measure_gateway(work, influxd, sizes[-1], seconds, 0.2)
+    print(
+        "\n| devices | interval | polls/s | gateway CPU-s / 1,000 polls | % of a core | peak RSS MB | bare pymodbus "
+        "CPU-s / 1,000 polls | ratio | every sample in influxd |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for g, b in rows:
+        print(
+            f"| {g['devices']} | {g['interval_s']:g} s | {g['polls_per_s']:.0f} | {g['cpu_s_per_1000_polls']:.3f} | "
+            f"{g['core_pct']:.1f} | {g['peak_rss_mb']:.0f} | {b['cpu_s_per_1000_polls']:.3f} | "
+            f"{g['cpu_s_per_1000_polls'] / b['cpu_s_per_1000_polls']:.2f} | {g['verified']} ({g['in_influxd']}) |"
+        )
+    print(
+        f"| {sat['devices']} | {sat['interval_s']:g} s | {sat['polls_per_s']:.0f} | {sat['cpu_s_per_1000_polls']:.3f} | "
+        f"{sat['core_pct']:.1f} | {sat['peak_rss_mb']:.0f} | - | - | {sat['verified']} ({sat['in_influxd']}) |"
+    )
+    best = min(g["cpu_s_per_1000_polls"] for g, _ in rows + [(sat, None)])
+    print(
+        f"\nmax device-polls/s on one core (1 / CPU-s per poll at the cheapest measured rate): {1000 / best:.0f}; "
+        f"overruns at {sat['interval_s']:g} s: {sat['overruns']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
