@@ -161,10 +161,8 @@ def energy_balance(
     dt_h = int(interval_ns) / NS_PER_HOUR
     peak_import_kw, peak_load_kw = peaks[:, 0] / dt_h, peaks[:, 1] / dt_h
     mean_load_kw = _ratio(load_t, n_complete * dt_h)
-    if self_sufficiency == "import":
-        sufficiency = 1.0 - _ratio(imp_t, load_t)
-    else:
-        sufficiency = _ratio(pv_t - exp_t, load_t)
+    import_based = self_sufficiency == "import"
+    sufficiency = 1.0 - _ratio(imp_t, load_t) if import_based else _ratio(pv_t - exp_t, load_t)
     area = np.full(m, np.nan) if floor_area_m2 is None else np.broadcast_to(
         np.asarray(floor_area_m2, dtype=np.float64), (m,))
     out = dict(

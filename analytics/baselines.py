@@ -183,7 +183,8 @@ def high_x_of_y(
 ) -> Baseline:
     """Generic rule: candidates are days #first_rank … #first_rank+y−1 back from the event; average,
     interval by interval, the ``x`` with the highest daily peak (ties: the more recent day). With x = y
-    this is the plain mean of the y most recent days (CAISO 10-in-10, Jiangsu last-5; DOMAIN.md §5).
+    this is the plain mean of the y most recent days (CAISO 10-in-10, Jiangsu last-5; DOMAIN.md §5);
+    x=4, y=5 gives a PJM-style "High 4 of 5" (PJM's own details are unverified, DOMAIN.md §5).
     Optional multiplicative day-of adjustment (DOMAIN.md §7)."""
     load = as_2d(load_kw, "load_kw")
     if intervals_per_day < 1 or load.shape[1] % intervals_per_day:

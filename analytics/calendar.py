@@ -34,11 +34,15 @@ _KINDS = ("holiday", "workday")
 
 @dataclass(frozen=True)
 class WorkdayCalendar:
-    """Holidays and make-up working days (site-local dates) read from one calendar file."""
+    """Holidays and make-up working days (site-local dates) read from one calendar file.
+
+    ``years``: first and last calendar year with an entry; outside them the file knows nothing.
+    """
 
     holidays: frozenset[dt.date]
     makeup_workdays: frozenset[dt.date]
     source: str
+    years: tuple[int, int]
 
     def is_working_day(self, day: dt.date) -> bool:
         """A make-up working day works; a holiday does not; otherwise Monday-Friday work."""
@@ -70,7 +74,11 @@ def load_calendar(path: str | Path = EXAMPLE_CALENDAR_CN) -> WorkdayCalendar:
         if day in holidays or day in workdays:
             raise ValueError(f"{path}: data row {row_no}: {day} listed twice")
         (holidays if kind == "holiday" else workdays).add(day)
-    return WorkdayCalendar(frozenset(holidays), frozenset(workdays), str(path))
+    listed = holidays | workdays
+    if not listed:
+        raise ValueError(f"{path}: no dates")
+    years = (min(d.year for d in listed), max(d.year for d in listed))
+    return WorkdayCalendar(frozenset(holidays), frozenset(workdays), str(path), years)
 
 
 def day_eligibility(
@@ -78,15 +86,22 @@ def day_eligibility(
     first_day: dt.date,
     n_days: int,
     event_days: np.ndarray | list[int] | None = None,
+    allow_uncovered: bool = False,
 ) -> np.ndarray:
     """Boolean mask over ``n_days`` local days from ``first_day``: True where a day may be a baseline day.
 
     A day is eligible when it is a working day of ``calendar`` and not an event day
     (``event_days``: indices into the same range). Baseline functions also exclude every event day
     they are given, so passing the events here is only needed for events they are not told about.
+    A range reaching outside the calendar's years is refused (its holidays would silently count as
+    working days) unless ``allow_uncovered`` is True.
     """
     if n_days < 0:
         raise ValueError("n_days must be >= 0")
+    last_day = first_day + dt.timedelta(days=max(n_days - 1, 0))
+    lo, hi = calendar.years
+    if n_days and not allow_uncovered and (first_day.year < lo or last_day.year > hi):
+        raise ValueError(f"{first_day}..{last_day} reaches outside the calendar's years {lo}-{hi}")
     mask = np.fromiter(
         (calendar.is_working_day(first_day + dt.timedelta(days=i)) for i in range(n_days)),
         dtype=np.bool_,

@@ -15,7 +15,8 @@ Conventions (DOMAIN.md §7, "Cumulative counters" and "Clock jitter"; every one 
 - A span between consecutive readings longer than ``max_span`` × interval (default 1.5) means at
   least one reading is missing: every interval the span touches is NaN (never 0, never
   interpolated) and the span's energy is reported on its own in ``gap_energy_kwh``, at the interval
-  where the gap starts.
+  where the gap starts (flagged ``FLAG_GAP_START``; the array is 0 elsewhere, and is allocated
+  lazily zeroed so the rare gaps cost no pass over it).
 
 Intervals are labelled by their start in UTC ns (DOMAIN.md §7, "Intervals").
 """
@@ -32,6 +33,7 @@ from analytics._numba import NS_PER_HOUR, as_rows, kernel, prange
 __all__ = [
     "FLAG_APPORTIONED",
     "FLAG_GAP",
+    "FLAG_GAP_START",
     "FLAG_RESET",
     "FLAG_ROLLOVER",
     "CounterEnergy",
@@ -43,6 +45,7 @@ FLAG_ROLLOVER = 1
 FLAG_RESET = 2
 FLAG_APPORTIONED = 4
 FLAG_GAP = 8
+FLAG_GAP_START = 16
 
 CONVENTION = (
     "DOMAIN.md §7 cumulative counters: sort, collapse duplicates (last wins); decrease = rollover if "
@@ -71,7 +74,8 @@ class CounterEnergy:
     """Interval energy derived from one or more cumulative counters sharing a time axis.
 
     ``energy_kwh``, ``flags`` and ``gap_energy_kwh`` have shape ``(n_intervals,)`` for one counter or
-    ``(n_series, n_intervals)`` for several. ``flags`` is a bit set of ``FLAG_*``.
+    ``(n_series, n_intervals)`` for several. ``flags`` is a bit set of ``FLAG_*``;
+    ``gap_energy_kwh`` holds a gap's energy where ``flags & FLAG_GAP_START``, 0 elsewhere.
     """
 
     start_ns: int
@@ -95,16 +99,26 @@ class CounterEnergy:
 
     @property
     def n_gaps(self) -> int:
-        return int(np.count_nonzero(~np.isnan(self.gap_energy_kwh)))
+        return int(np.count_nonzero(self.flags & FLAG_GAP_START))
+
+    @property
+    def gaps(self) -> tuple[np.ndarray, ...]:
+        """Gaps as arrays: (series index, first interval index, energy [kWh]); 1-D input: no series."""
+        where = np.nonzero(self.flags & FLAG_GAP_START)
+        return (*where, self.gap_energy_kwh[where])
 
 
 @kernel()
-def _emit(energy, flags, r, k, acc_e, acc_cov, acc_gap, acc_flag, interval):
-    if acc_cov == interval and not acc_gap:
-        energy[r, k] = acc_e
-    else:
-        energy[r, k] = np.nan
-    flags[r, k] = acc_flag
+def _close(energy, flags, r, cur, upto, acc_e, acc_cov, acc_gap, acc_flag, interval):
+    # Close intervals cur..upto-1: the first holds what the spans so far put into it, the rest saw
+    # no span. An interval is known only when fully covered by spans and touched by no gap.
+    if cur < upto:
+        energy[r, cur] = acc_e if acc_cov == interval and not acc_gap else np.nan
+        flags[r, cur] = acc_flag
+        for k in range(cur + 1, upto):
+            energy[r, k] = np.nan
+            flags[r, k] = 0
+    return max(cur, upto)
 
 
 @kernel()
@@ -140,10 +154,9 @@ def _interval_energy_kernel(
 ):
     m, n = values.shape
     n_out = energy.shape[1]
+    max_step_kwh = p_max_kw * (interval / NS_PER_HOUR)
     for r in prange(m):
-        for k in range(n_out):
-            gap_energy[r, k] = np.nan
-        cur = 0
+        cur = 0  # first interval not yet closed; acc_* accumulate into it
         acc_e = 0.0
         acc_cov = 0
         acc_gap = False
@@ -151,10 +164,9 @@ def _interval_energy_kernel(
         have_prev = False
         prev_t = 0
         prev_v = 0.0
-        prev_k = 0
+        prev_k = 0  # interval containing prev_t
         prev_j = -2
         prev_on_grid = False
-        max_step_kwh = p_max_kw * (interval / NS_PER_HOUR)
         j = -1
         while j + 1 < n:
             j += 1
@@ -162,51 +174,16 @@ def _interval_energy_kernel(
             if np.isnan(v):
                 continue
             if regular[j] and prev_j == j - 1 and prev_k >= 0 and prev_k + (run_end[j] - j) <= n_out:
-                while cur < prev_k:
-                    _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
-                    cur += 1
-                    acc_e = 0.0
-                    acc_cov = 0
-                    acc_gap = False
-                    acc_flag = 0
-                j_stop, k_next, last_v = _regular_run(
+                # The common case, a run of readings one grid step apart: same result as below.
+                cur = _close(energy, flags, r, cur, prev_k, acc_e, acc_cov, acc_gap, acc_flag, interval)
+                acc_e, acc_cov, acc_gap, acc_flag = 0.0, 0, False, 0
+                j_stop, cur, prev_v = _regular_run(
                     values[r], j, run_end[j], prev_v, prev_k, max_step_kwh, wrap, energy[r], flags[r]
                 )
-                cur = k_next
-                prev_k = k_next
-                prev_v = last_v
+                prev_k = cur
                 prev_j = j_stop - 1
-                prev_t = ts[j_stop - 1]
-                j = j_stop - 1
-                continue
-            if regular[j] and prev_j == j - 1:
-                # Exactly one grid step after the reading just used (the common case): the same
-                # result as the general path below, without its bookkeeping.
-                delta = v - prev_v
-                flag = 0
-                if delta < 0.0:
-                    wrapped = delta + wrap
-                    if wrap > 0.0 and wrapped >= 0.0 and wrapped <= max_step_kwh:
-                        delta = wrapped
-                        flag = FLAG_ROLLOVER
-                    else:
-                        delta = v
-                        flag = FLAG_RESET
-                if 0 <= prev_k < n_out:
-                    while cur < prev_k:
-                        _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
-                        cur += 1
-                        acc_e = 0.0
-                        acc_cov = 0
-                        acc_gap = False
-                        acc_flag = 0
-                    energy[r, prev_k] = delta
-                    flags[r, prev_k] = flag
-                    cur = prev_k + 1
-                prev_k += 1
-                prev_j = j
-                prev_t = ts[j]
-                prev_v = v
+                prev_t = ts[prev_j]
+                j = prev_j
                 continue
             t = ts[j]
             if j + 1 < n and ts[j + 1] == t:
@@ -218,22 +195,15 @@ def _interval_energy_kernel(
                         break
                     later += 1
                 if superseded:
-                    continue
-            # Snap. The grid point after the previous one is tried first: no integer division on the
-            # common path (a regular meter read once per interval).
-            if have_prev and prev_on_grid and abs(t - (prev_t + interval)) <= tol_ns:
-                t = prev_t + interval
-                k_t = prev_k + 1
-                on_grid = True
+                    continue  # a later reading with the same timestamp wins
+            rel = t - start
+            nearest = (rel + interval // 2) // interval
+            on_grid = abs(rel - nearest * interval) <= tol_ns
+            if on_grid:
+                t = start + nearest * interval
+                k_t = nearest
             else:
-                rel = t - start
-                nearest = (rel + interval // 2) // interval
-                on_grid = abs(rel - nearest * interval) <= tol_ns
-                if on_grid:
-                    t = start + nearest * interval
-                    k_t = nearest
-                else:
-                    k_t = rel // interval
+                k_t = rel // interval
             if have_prev and t <= prev_t:
                 continue  # snapped onto the previous reading's grid point: the first one stands
             if have_prev:
@@ -253,58 +223,30 @@ def _interval_energy_kernel(
                     flag |= FLAG_GAP
                 elif not (prev_on_grid and span == interval):
                     flag |= FLAG_APPORTIONED
-                k0 = prev_k
-                if flag < FLAG_GAP and on_grid and prev_on_grid and span == interval and 0 <= k0 < n_out:
-                    # One whole grid interval: written directly (the common case).
-                    while cur < k0:
-                        _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
-                        cur += 1
-                        acc_e = 0.0
-                        acc_cov = 0
-                        acc_gap = False
-                        acc_flag = 0
-                    energy[r, k0] = delta
-                    flags[r, k0] = flag
-                    cur = k0 + 1
-                    prev_t = t
-                    prev_v = v
-                    prev_k = k_t
-                    prev_j = j
-                    continue
-                k1 = k_t - 1 if on_grid else k_t  # last interval the span touches
-                if is_gap and k1 >= 0 and k0 < n_out:
-                    gap_energy[r, max(k0, 0)] = delta
-                for k in range(max(k0, 0), min(k1, n_out - 1) + 1):
-                    while cur < k:
-                        _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
-                        cur += 1
-                        acc_e = 0.0
-                        acc_cov = 0
-                        acc_gap = False
-                        acc_flag = 0
+                k0 = max(prev_k, 0)
+                k1 = min(k_t - 1 if on_grid else k_t, n_out - 1)  # last interval the span touches
+                for k in range(k0, k1 + 1):
+                    if cur < k:
+                        cur = _close(energy, flags, r, cur, k, acc_e, acc_cov, acc_gap, acc_flag, interval)
+                        acc_e, acc_cov, acc_gap, acc_flag = 0.0, 0, False, 0
                     k_start = start + k * interval
                     overlap = min(t, k_start + interval) - max(prev_t, k_start)
                     acc_cov += overlap
                     acc_flag |= flag
                     if is_gap:
                         acc_gap = True
-                    elif overlap == span:
-                        acc_e += delta
+                        if k == k0:
+                            gap_energy[r, k] = delta
+                            acc_flag |= FLAG_GAP_START
                     else:
                         acc_e += delta * (overlap / span)
-            prev_k = k_t
-            prev_j = j
-            prev_on_grid = on_grid
             have_prev = True
             prev_t = t
             prev_v = v
-        while cur < n_out:
-            _emit(energy, flags, r, cur, acc_e, acc_cov, acc_gap, acc_flag, interval)
-            cur += 1
-            acc_e = 0.0
-            acc_cov = 0
-            acc_gap = False
-            acc_flag = 0
+            prev_k = k_t
+            prev_j = j
+            prev_on_grid = on_grid
+        _close(energy, flags, r, cur, n_out, acc_e, acc_cov, acc_gap, acc_flag, interval)
 
 
 def _nearest_grid(t: int, interval: int) -> int:
@@ -381,7 +323,7 @@ def interval_energy(
     m = values.shape[0]
     energy = np.empty((m, n_intervals))
     flags = np.empty((m, n_intervals), dtype=np.uint8)
-    gap = np.empty((m, n_intervals))
+    gap = np.zeros((m, n_intervals))
     _interval_energy_kernel(
         ts, regular, run_end, values, np.int64(start_ns), np.int64(interval_ns), float(wrap_kwh),
         float(p_max_kw),

@@ -87,7 +87,7 @@ class CfeScore:
 def _weighted_row(row, factor, seg_bounds, seg_month, monthly_row):
     # Branch-free sums so the inner loop vectorises; intervals come in runs of one month.
     acc = 0.0
-    missing = 0
+    missing = 0.0  # a float count keeps every accumulator in vector registers
     for k in range(monthly_row.size):
         monthly_row[k] = 0.0
     for s in range(seg_month.size):
@@ -100,9 +100,9 @@ def _weighted_row(row, factor, seg_bounds, seg_month, monthly_row):
             w = e * seg_factor[j]
             e_sum += e if e == e else 0.0
             acc += w if w == w else 0.0
-            missing += w != w
+            missing += 0.0 if w == w else 1.0
         monthly_row[seg_month[s]] += e_sum
-    return acc, missing
+    return acc, int(missing)
 
 
 @kernel(parallel=True)
@@ -254,6 +254,8 @@ def scope2(
     avoided = np.zeros(m)
     if grid_export_kwh is not None:
         exp, _ = as_rows(grid_export_kwh, "grid_export_kwh", ts.size)
+        if exp.shape != imp.shape:
+            raise ValueError("grid_export_kwh must have the shape of grid_import_kwh")
         scratch = np.empty((exp.shape[0], n_months))
         missing_exp = np.empty(exp.shape[0], dtype=np.int64)
         export_f = _factor_per_interval(export_factor, ts)
@@ -266,8 +268,9 @@ def scope2(
             f"residual factor, so uncovered import is counted at {residual_factor.label} "
             f"({residual_factor.kg_per_kwh} kg/kWh) against the location factor {location_factor.label}"
         )
-    if isinstance(location_factor, GridFactor) and location_factor.unverified:
-        notes.append(f"location factor {location_factor.label} is marked unverified in its source")
+    for role, factor in (("location", location_factor), ("residual", residual_factor)):
+        if isinstance(factor, GridFactor) and factor.unverified:
+            notes.append(f"{role} factor {factor.label} is marked unverified in its source")
     per_building = dict(
         grid_import_kwh=total_import, monthly_import_kwh=monthly, location_kg=location, market_kg=market,
         covered_kwh=covered, pv_self_consumed_kwh=pv_total, pv_sold_certificates_kwh=sold,

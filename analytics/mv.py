@@ -2,8 +2,10 @@
 
 Delivered response = baseline − measured, per interval, summed over the event; average power =
 energy / event duration (Jiangsu rule, DOMAIN.md §5). Net by default — intervals where the load rose
-above the baseline count against the total; ``clip="per-building"`` clips each building's intervals
-at 0 instead (DOMAIN.md §7). Missing data in the event window gives NaN, never 0.
+above the baseline count against the total (DOMAIN.md §7). The alternative "clipped at 0 per
+building" is offered in both readings: ``clip="per-building"`` clips each building's event total at 0
+before the fleet sum; ``clip="per-interval"`` clips each building's intervals at 0. Missing data in the
+event window gives NaN, never 0.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class DeliveredResponse:
 
 @kernel(parallel=True)
 def _response_kernel(baseline, measured, ipd, event_day, event_start, event_stop, dt_h, clip):
+    # clip: 0 net, 1 each interval at 0, 2 each building's event total at 0.
     nb, ne, _ = baseline.shape
     interval = np.full((nb, ne, ipd), np.nan)
     energy = np.empty((nb, ne))
@@ -45,10 +48,12 @@ def _response_kernel(baseline, measured, ipd, event_day, event_start, event_stop
             base = event_day[e] * ipd
             for i in range(event_start[e], event_stop[e]):
                 d = baseline[b, e, i] - measured[b, base + i]
-                if clip and d < 0.0:
+                if clip == 1 and d < 0.0:
                     d = 0.0
                 interval[b, e, i] = d
                 acc += d
+            if clip == 2 and acc < 0.0:
+                acc = 0.0
             energy[b, e] = acc * dt_h
     return interval, energy
 
@@ -65,9 +70,11 @@ def delivered_response(
     ``baseline_kw``: a ``Baseline`` or its (buildings, events, intervals_per_day) array [kW];
     ``measured_kw``: (buildings, intervals) from a local midnight, like the baseline's input [kW].
     E = Σ (baseline − measured)·Δt over the event [kWh]; P̄ = E / duration [kW] (DOMAIN.md §5).
+    ``clip``: "net" (default), "per-building" (event total ≥ 0) or "per-interval" (each interval ≥ 0).
     """
-    if clip not in ("net", "per-building"):
-        raise ValueError("clip must be 'net' or 'per-building'")
+    modes = ("net", "per-interval", "per-building")
+    if clip not in modes:
+        raise ValueError(f"clip must be one of {modes}")
     base = baseline_kw.baseline_kw if isinstance(baseline_kw, Baseline) else baseline_kw
     base = np.ascontiguousarray(base, dtype=np.float64)
     measured = as_2d(measured_kw, "measured_kw")
@@ -78,7 +85,7 @@ def delivered_response(
         raise ValueError("baseline_kw must be (buildings, events, intervals_per_day)")
     dt_h = 24.0 / intervals_per_day
     interval, energy = _response_kernel(base, measured, intervals_per_day, day, start, stop, dt_h,
-                                        clip == "per-building")
+                                        modes.index(clip))
     duration = (stop - start) * dt_h
     fleet = energy.sum(axis=0)
     return DeliveredResponse(interval, energy, energy / duration, fleet, fleet / duration, duration,

@@ -164,13 +164,11 @@ def _offset_steps(tz: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _next_change(table: np.ndarray) -> np.ndarray:
     """For each (month, minute), the minute of day where the period next changes (1440 = midnight)."""
+    minutes = np.arange(MIN_PER_DAY)
     nxt = np.empty_like(table)
-    for month in range(12):
-        upcoming = MIN_PER_DAY
-        for minute in range(MIN_PER_DAY - 1, -1, -1):
-            nxt[month, minute] = upcoming
-            if minute > 0 and table[month, minute - 1] != table[month, minute]:
-                upcoming = minute
+    for month, row in enumerate(table):
+        changes = np.append(np.flatnonzero(row[1:] != row[:-1]) + 1, MIN_PER_DAY)
+        nxt[month] = changes[np.searchsorted(changes, minutes, side="right")]
     return nxt
 
 

@@ -269,7 +269,7 @@ def main() -> None:
     notes.append(f"battery envelope through the public call with fresh output arrays: {t_alloc:.3f} s "
                  f"(first touch of {2 * outs[0].nbytes / 1e9:.2f} GB of new pages included)")
     outs = bargs = ()
-    rows.append(["battery envelope, 4 horizons (streaming, outputs reused)", f"{t_nb:.3f}",
+    rows.append(["battery envelope, 4 horizons (streaming, outputs reused)", f"{t_nb:.3g}",
                  f"{t_np:.3f} (vectorised numpy, same outputs)",
                  f"{t_np / t_nb:.1f}×", f"{t_py / t_nb:.0f}× (sampled {sample} intervals)",
                  f"{moved / t_nb / 1e9:.2f} GB/s = {moved / t_nb / bw:.2f} of copy"])
@@ -292,7 +292,7 @@ def main() -> None:
              bat["soc_min"], bat["soc_max"], DT_H)
     t_vec = best(lambda: schedule_numpy_across_buildings(*vargs), 1)
     moved = plan.nbytes * 5
-    rows.append(["schedule SoC band, fwd+bwd (sequential)", f"{t_nb:.3f}",
+    rows.append(["schedule SoC band, fwd+bwd (sequential)", f"{t_nb:.3g}",
                  f"{t_py:.3f} (plain-Python reference, {ns} buildings scaled)",
                  f"{t_vec / t_nb:.1f}× (numpy across buildings, loop over time)",
                  f"{t_py / t_nb:.0f}×", f"{moved / t_nb / 1e9:.2f} GB/s = {moved / t_nb / bw:.2f} of copy"])
@@ -319,7 +319,7 @@ def main() -> None:
         t_py = best(lambda rows_py=rows_py, pargs=pargs:
                     [baseline_pure_python(r, *pargs) for r in rows_py], 1) * nb / npy
         touched = load.nbytes
-        rows.append([f"baseline {name}, {len(ev.day)} events", f"{t_nb:.4f}",
+        rows.append([f"baseline {name}, {len(ev.day)} events", f"{t_nb:.3g}",
                      f"{t_ref:.3f} (numpy per building×event, {nr} buildings scaled)",
                      f"{t_ref / t_nb:.0f}× (no whole-array numpy form: day choice differs per building)",
                      f"{t_py / t_nb:.0f}× (same rule on lists, {npy} buildings scaled)",

@@ -57,7 +57,7 @@ def interval_energy_ref(ts_ns, counter_kwh, interval_ns, *, wrap_kwh=0.0, p_max_
         covered = [0] * n_intervals
         in_gap = [False] * n_intervals
         flags = [0] * n_intervals
-        gaps = [math.nan] * n_intervals
+        gaps = [0.0] * n_intervals
         for (t0, v0), (t1, v1) in itertools.pairwise(readings):
             span = t1 - t0
             delta, flag = v1 - v0, 0
@@ -73,8 +73,9 @@ def interval_energy_ref(ts_ns, counter_kwh, interval_ns, *, wrap_kwh=0.0, p_max_
             elif span != interval or (t0 - start_ns) % interval:
                 flag |= 4
             first, last = (t0 - start_ns) // interval, (t1 - start_ns - 1) // interval
-            if gap and last >= 0 and first < n_intervals:
+            if gap and max(first, 0) <= min(last, n_intervals - 1):
                 gaps[max(first, 0)] = delta
+                flags[max(first, 0)] |= 16
             for k in range(max(first, 0), min(last, n_intervals - 1) + 1):
                 lo = start_ns + k * interval
                 overlap = min(t1, lo + interval) - max(t0, lo)
@@ -118,10 +119,11 @@ def interval_energy_numpy_ongrid(ts_ns, counter_kwh, interval_ns, *, wrap_kwh=0.
     flag_end = (rollover * 1 + reset * 2).astype(np.uint8) * has_prev
     flags = np.where(ok, flag_end, 0)[:, 1:].astype(np.uint8)
     gap_end = has_prev & (steps > 1)
-    gap = np.full((m, n), np.nan)
+    gap = np.zeros((m, n))
     rows_g, cols_g = np.nonzero(gap_end)
     starts_g = prev_idx[rows_g, cols_g]
     gap[rows_g, starts_g] = delta[rows_g, cols_g]
+    flags[rows_g, starts_g] |= 16
     for bit, selected in ((8, slice(None)), (1, rollover[rows_g, cols_g]), (2, reset[rows_g, cols_g])):
         marks = np.zeros((m, n), dtype=np.int32)
         marks[rows_g[selected], starts_g[selected]] += 1

@@ -136,12 +136,14 @@ def response(baseline_kw, measured, ipd, event_day, event_start, event_stop, dt_
     nb = measured.shape[0]
     by_day = measured.reshape(nb, measured.shape[1] // ipd, ipd)[:, event_day, :]
     delta = baseline_kw - by_day
-    if clip:
+    if clip == 1:
         delta = np.where(delta < 0, 0.0, delta)
     i = np.arange(ipd)
     window = (i >= event_start[:, np.newaxis]) & (i < event_stop[:, np.newaxis])
     interval = np.where(window[np.newaxis], delta, np.nan)
     energy = np.where(window[np.newaxis], delta, 0.0).sum(axis=2) * dt_h
+    if clip == 2:
+        energy = np.where(energy < 0, 0.0, energy)
     return interval, energy
 
 

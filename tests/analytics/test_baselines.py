@@ -124,6 +124,11 @@ def test_calendar_file_and_grid() -> None:
     assert not cal.is_working_day(dt.date(2025, 3, 1)) and cal.is_working_day(dt.date(2025, 3, 3))
     mask = day_eligibility(cal, dt.date(2025, 1, 24), 4, event_days=[3])
     assert mask.tolist() == [True, False, True, False]   # Fri, Sat, Sun make-up, Mon = event
+    assert cal.years == (2025, 2026)
+    with pytest.raises(ValueError, match="outside the calendar"):
+        day_eligibility(cal, dt.date(2026, 12, 30), 5)
+    assert day_eligibility(cal, dt.date(2026, 12, 30), 5, allow_uncovered=True).tolist() == [
+        True, True, True, False, False]   # Wed, Thu, Fri 2027-01-01 (not in the file: weekday rule), Sat, Sun
     assert local_day_grid(dt.datetime(2024, 12, 31, 16, tzinfo=dt.UTC), 96 * 2, 15) == (
         dt.date(2025, 1, 1), 96, 2)
     with pytest.raises(ValueError, match="DST"):

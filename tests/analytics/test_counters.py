@@ -11,6 +11,7 @@ from reference_energy import interval_energy_numpy_ongrid, interval_energy_ref
 from analytics.counters import (
     FLAG_APPORTIONED,
     FLAG_GAP,
+    FLAG_GAP_START,
     FLAG_RESET,
     FLAG_ROLLOVER,
     counter_wrap,
@@ -51,9 +52,11 @@ def test_missing_reading_makes_both_touching_intervals_nan_and_reports_gap_energ
     ts = T0 + np.arange(5) * Q
     r = interval_energy(ts, [10.0, 11.0, np.nan, 14.0, 15.0], Q)
     np.testing.assert_array_equal(r.energy_kwh, [1.0, np.nan, np.nan, 1.0])
-    np.testing.assert_array_equal(r.gap_energy_kwh, [np.nan, 3.0, np.nan, np.nan])
-    assert r.flags.tolist() == [0, FLAG_GAP, FLAG_GAP, 0]
+    np.testing.assert_array_equal(r.gap_energy_kwh, [0.0, 3.0, 0.0, 0.0])
+    assert r.flags.tolist() == [0, FLAG_GAP | FLAG_GAP_START, FLAG_GAP, 0]
     assert r.n_gaps == 1
+    (first,), (energy,) = r.gaps
+    assert first == 1 and energy == 3.0
 
 
 def test_jitter_snapped_within_tolerance_else_apportioned():
@@ -102,15 +105,18 @@ def counter_case(draw):
     wrap = draw(st.sampled_from([0.0, 1e3, counter_wrap(32, 0.01)]))
     p_max = draw(st.sampled_from([np.inf, 10.0, 1e4]))
     tol = draw(st.sampled_from([0.0, 0.1, 0.3]))
-    return ts, values.reshape(rows, n), wrap, p_max, tol
+    window = draw(st.one_of(st.just({}), st.builds(
+        lambda first, count: {"start_ns": T0 + first * Q, "n_intervals": count},
+        st.integers(-3, 10), st.integers(0, 30))))
+    return ts, values.reshape(rows, n), wrap, p_max, tol, window
 
 
 @settings(max_examples=300, deadline=None)
 @given(counter_case())
 def test_kernel_matches_reference(case):
-    ts, values, wrap, p_max, tol = case
-    r = interval_energy(ts, values, Q, wrap_kwh=wrap, p_max_kw=p_max, snap_tolerance=tol)
-    e, f, g = interval_energy_ref(ts, values, Q, wrap_kwh=wrap, p_max_kw=p_max, snap_tolerance=tol)
+    ts, values, wrap, p_max, tol, window = case
+    r = interval_energy(ts, values, Q, wrap_kwh=wrap, p_max_kw=p_max, snap_tolerance=tol, **window)
+    e, f, g = interval_energy_ref(ts, values, Q, wrap_kwh=wrap, p_max_kw=p_max, snap_tolerance=tol, **window)
     np.testing.assert_allclose(r.energy_kwh, e, rtol=1e-12, equal_nan=True)
     np.testing.assert_array_equal(r.flags, f)
     np.testing.assert_allclose(r.gap_energy_kwh, g, rtol=1e-12, equal_nan=True)
@@ -140,6 +146,6 @@ def test_energy_of_snapped_readings_is_conserved_between_intervals_and_gaps():
     values = np.cumsum(rng.uniform(0, 5, 200))
     values[[20, 21, 90]] = np.nan
     r = interval_energy(ts, values, Q)
-    total = np.nansum(r.energy_kwh) + np.nansum(r.gap_energy_kwh)
+    total = np.nansum(r.energy_kwh) + r.gap_energy_kwh.sum()
     assert total == pytest.approx(values[-1] - values[0], rel=1e-12)
     assert np.isnan(r.energy_kwh).sum() == 5 and r.n_gaps == 2

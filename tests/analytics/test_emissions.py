@@ -62,6 +62,11 @@ def test_location_based_1000_kwh_east_china_2022():
     # No instruments: 1,000 x 0.5856 (national, excl. market-traded non-fossil) = 585.6 kg > 561.7.
     assert r.market_kg == pytest.approx(585.6)
     assert r.market_exceeds_location and "no regional residual factor" in r.notes[0]
+    # The Shanghai provincial factor is single-sourced: a result that uses it says so.
+    # 1,000 x 0.5849 = 584.9 kg.
+    shanghai = grid_factor("mee_nbs_grid_average", "shanghai", 2022)
+    r = scope2(ts, imp, location_factor=shanghai, residual_factor=RESIDUAL_2022)
+    assert r.location_kg == pytest.approx(584.9) and any("unverified" in note for note in r.notes)
 
 
 def test_market_based_with_certificates_covering_part():
