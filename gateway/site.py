@@ -24,6 +24,7 @@ from gateway.config import (
     _problems_from,
 )
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.mqtt_config import check_mqtt
 from gateway.series import SeriesKey
 from gateway.yaml_source import YamlDocument, load_yaml
 
@@ -49,7 +50,8 @@ class Device:
         return self.section.building
 
     def series_key(self, site: str) -> SeriesKey:
-        tags = tuple(sorted({"site": site, "building": self.building, "device": self.name}.items()))
+        tags = {"site": site, "building": self.building, "device": self.name, "role": self.section.role}
+        tags = tuple(sorted(tags.items()))
         return SeriesKey(
             measurement=self.device_class,
             tags=tags,
@@ -109,6 +111,7 @@ def resolve_site(doc: YamlDocument) -> Site:
             problems.append(doc.problem(("devices", i, "name"), f"device name {device.name!r} is used twice"))
         names[device.name] = i
         devices.append(device)
+    problems.extend(check_mqtt(config.mqtt, set(buildings), doc.problem))
     if problems:
         raise ConfigError(problems)
     return Site(doc.file, config, tuple(devices))

@@ -126,6 +126,6 @@ def test_templates_and_overrides_stamp_devices(tmp_path: Path) -> None:
     assert m2.section.connection.host == "10.0.0.2"
     assert m2.points[0].deadband == 0.5 and m1.points[0].deadband is None
     key = m2.series_key("s1")
-    assert key.measurement == "meter" and dict(key.tags) == {"site": "s1", "building": "b1", "device": "m2"}
+    assert key.measurement == "meter" and dict(key.tags) == {"site": "s1", "building": "b1", "device": "m2", "role": "sub_meter"}
     assert key.kinds == ("float", "float")
     assert m2.points[1].counter_wrap() == pytest.approx(2**32 * 0.01)
