@@ -63,3 +63,51 @@ __all__ = [
 ]
 
 # Flexibility and baselines
+from analytics.baselines import (
+    Baseline,
+    DayOfAdjustment,
+    DrEvents,
+    beijing_high_5_of_10,
+    high_x_of_y,
+    jiangsu_last_5,
+    ten_in_ten,
+)
+from analytics.calendar import EXAMPLE_CALENDAR_CN, WorkdayCalendar, day_eligibility, load_calendar, local_day_grid
+from analytics.ev import EvFlexibility, EvSessions, ev_flexibility
+from analytics.flex_metrics import AggregateEnvelope, FlexibilityFactor, aggregate_envelope, flexibility_factor
+from analytics.flexibility import BatteryEnvelope, BatterySpec, ScheduleSocBand, battery_envelope, schedule_soc_band
+from analytics.flexible_loads import DroopResponse, LoadEnvelope, droop_response, flexible_load_envelope
+from analytics.mv import DeliveredResponse, delivered_response
+
+__all__ += [
+    "EXAMPLE_CALENDAR_CN",
+    "AggregateEnvelope",
+    "Baseline",
+    "BatteryEnvelope",
+    "BatterySpec",
+    "DayOfAdjustment",
+    "DeliveredResponse",
+    "DrEvents",
+    "DroopResponse",
+    "EvFlexibility",
+    "EvSessions",
+    "FlexibilityFactor",
+    "LoadEnvelope",
+    "ScheduleSocBand",
+    "WorkdayCalendar",
+    "aggregate_envelope",
+    "battery_envelope",
+    "beijing_high_5_of_10",
+    "day_eligibility",
+    "delivered_response",
+    "droop_response",
+    "ev_flexibility",
+    "flexibility_factor",
+    "flexible_load_envelope",
+    "high_x_of_y",
+    "jiangsu_last_5",
+    "load_calendar",
+    "local_day_grid",
+    "schedule_soc_band",
+    "ten_in_ten",
+]

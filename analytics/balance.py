@@ -134,6 +134,11 @@ def energy_balance(
     interval_ns : interval length [ns], converts interval energy to mean power.
     floor_area_m2 : floor area [m²] per building for EUI; ``None`` leaves EUI NaN.
     self_sufficiency : ``"import"`` (default, 1 − import/load) or ``"pv_share"`` ((PV − export)/load).
+
+    References
+    ----------
+    DOMAIN.md §7 "Energy balance"; IEEE Std 100 (load factor); GB/T 51161-2016 (energy use per
+    unit floor area).
     """
     if self_sufficiency not in SELF_SUFFICIENCY_CONVENTIONS:
         raise ValueError(f"self_sufficiency must be one of {SELF_SUFFICIENCY_CONVENTIONS}")

@@ -271,14 +271,15 @@ def interval_energy(
     ----------
     ts_ns : reading times [ns since epoch, UTC], shape (n,), any order, duplicates allowed.
     counter_kwh : counter readings [kWh], shape (n,) or (n_series, n) sharing ``ts_ns``; NaN = missing.
-    interval_ns : output interval [ns]; the grid is aligned to the epoch (UTC).
+    interval_ns : output interval [ns]; grid points are ``start_ns + k × interval_ns``.
     wrap_kwh : counter wrap [kWh] (see :func:`counter_wrap`); 0 = the counter never wraps, so every
         decrease is a reset.
     p_max_kw : plausible maximum power [kW] of the metered circuit (e.g. breaker rating × voltage);
         a wrapped delta above ``p_max_kw × Δt`` is a reset, not a rollover. Required when
         ``wrap_kwh > 0`` (without it a meter replacement would pass for a rollover); ``math.inf``
         may be given explicitly to accept every wrapped delta.
-    start_ns, n_intervals : output window; default from the first to the last reading.
+    start_ns, n_intervals : output window; default from the grid point (epoch-aligned, UTC) nearest
+        the first reading to the one nearest the last.
     snap_tolerance : readings within this fraction of ``interval_ns`` of a grid point are snapped.
     max_span : a span between readings longer than this many intervals is a gap.
 
@@ -286,6 +287,11 @@ def interval_energy(
     -------
     CounterEnergy with ``energy_kwh`` per interval (NaN where unknown), ``flags`` and
     ``gap_energy_kwh``; the parameters used are recorded in the result.
+
+    References
+    ----------
+    DOMAIN.md §7 "Cumulative counters", "Clock jitter"; register widths and scales from the meter
+    profiles (DOMAIN.md §6, e.g. Acrel DDSY1352 energy UINT32 × 0.01 kWh).
     """
     interval_ns = int(interval_ns)
     if interval_ns <= 0:

@@ -158,11 +158,17 @@ def local_months(ts_ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
     if ts.size == 0:
         return np.array([], dtype="datetime64[M]"), np.array([], dtype=np.int64)
     transitions, offsets = local_offsets(ts, tz)
-    local = ts + offsets[np.searchsorted(transitions, ts, side="right") - 1]
-    month = local.astype("datetime64[ns]").astype("datetime64[M]")
-    first, last = month.min(), month.max()
+
+    def offset_at(t: np.ndarray) -> np.ndarray:
+        return offsets[np.searchsorted(transitions, t, side="right") - 1]
+
+    ends = np.array([ts.min(), ts.max()])
+    first, last = (ends + offset_at(ends)).astype("datetime64[ns]").astype("datetime64[M]")
     months = np.arange(first, last + np.timedelta64(1, "M"))
-    return months, (month - first).astype(np.int64)
+    # The UTC instant each local month starts (offset looked up twice to settle across a DST step).
+    start_local = months.astype("datetime64[ns]").astype(np.int64)
+    start_utc = start_local - offset_at(start_local - offset_at(start_local))
+    return months, np.maximum(np.searchsorted(start_utc, ts, side="right") - 1, 0)
 
 
 def _factor_per_interval(factor: Factor, ts: np.ndarray, *, scope2_only: bool = True) -> np.ndarray:
@@ -217,6 +223,12 @@ def scope2(
     grid_export_kwh : exported PV per interval [kWh], reported as avoided emissions.
     export_factor : factor for the avoided emissions of export (default: ``location_factor``).
     matching : ``"monthly"`` (default, no carry-over) or ``"pooled"`` over the whole period.
+
+    References
+    ----------
+    WRI/WBCSD, GHG Protocol Scope 2 Guidance (2015): location- and market-based methods, dual
+    reporting. 发改能源〔2023〕1044号: GECs, 1 GEC = 1 MWh. MEE/NBS 电力二氧化碳排放因子 (factors, see
+    :mod:`analytics.factors`). DOMAIN.md §3 and §7 "Market-based Scope 2".
     """
     if matching not in MATCHING_CONVENTIONS:
         raise ValueError(f"matching must be one of {MATCHING_CONVENTIONS}")

@@ -143,6 +143,10 @@ def resample_energy(
     interval_ns : output bin length [ns], typically one of ``STANDARD_INTERVALS_NS`` (1/5/15/60 min).
     start_ns, n_intervals : output window; default: whole bins covering the input.
     min_coverage : minimum coverage [-] for a filled estimate.
+
+    References
+    ----------
+    DOMAIN.md §7 "Resampling" and "Intervals".
     """
     return _resample(ts_ns, energy_kwh, src_interval_ns, interval_ns, start_ns, n_intervals,
                      min_coverage, "energy")

@@ -275,6 +275,10 @@ def tou_split(
     tariff : from :func:`load_tariff`.
     tz : site's IANA time zone.
     split : ``"pro_rata"`` (default) or ``"start"`` (whole interval to the period of its start).
+
+    References
+    ----------
+    DOMAIN.md §7 "Time of use" and "Intervals"; the tariff file names its own source.
     """
     rows, was_1d = as_rows(energy_kwh, "energy_kwh", np.asarray(ts_ns).size)
     frac = tou_fractions(ts_ns, interval_ns, tariff, tz=tz, split=split)

@@ -1,4 +1,4 @@
-"""Compiled batch encoder behind :class:`gateway.lineprotocol.LineEncoder` (numba, no Python objects).
+"""Compiled batch encoder behind ``LineEncoder(..., compiled=True)`` (numba, no Python objects).
 
 Floats are written with Grisu2 (F. Loitsch, "Printing Floating-Point Numbers Quickly and Accurately
 with Integers", PLDI 2010), following Milo Yip's C++ dtoa (RapidJSON, MIT licence): the digits always
@@ -7,6 +7,9 @@ two longer, never more than 17).  The layout copies Python's ``repr``: ``12.5``,
 ``0.0001``, ``1e-05``, ``1e+16``.
 Why compiled: ``repr`` of a 17-digit double alone takes ~0.4 µs on the target machine, so six of them
 miss a 1M lines/s budget before anything else is done (benchmarks/bench_encoder.py).
+Why not the default: importing numba maps llvmlite and its JIT, ~60 MB of resident memory measured
+in ``pedf run`` (benchmarks/bench_pipeline.py), more than half of the gateway's < 100 MB budget;
+:mod:`gateway.lineprotocol` imports this module only when the compiled encoder is asked for.
 """
 
 from __future__ import annotations
@@ -269,3 +272,69 @@ def format_float(v: float) -> str:
     arr = np.array([v], dtype=np.float64)
     n = put_float(arr[0], arr.view(np.uint64)[0], out, 0, dig)
     return out[:n].tobytes().decode()
+
+
+class CompiledTables:
+    """The kernel's per-series tables (prefix, field keys, kinds) as flat arrays, grown as series appear."""
+
+    def __init__(self) -> None:
+        self._prefixes = bytearray()
+        self._prefix_off = [0]
+        self._keys = bytearray()
+        self._key_off = [0]
+        self._field_base: list[int] = []
+        self._kinds: list[int] = []
+        self._widths: list[int] = []
+        self._max_len: list[int] = []
+        self._tables: tuple[np.ndarray, ...] | None = None
+        self._out = np.empty(0, dtype=np.uint8)  # reused output buffer
+
+    def add(self, prefix: str, keys: tuple[str, ...], kinds: tuple[str, ...]) -> int:
+        """Register a series without string fields; returns its index in the tables."""
+        index = len(self._widths)
+        raw_prefix, raw_keys = prefix.encode(), [k.encode() for k in keys]
+        self._prefixes += raw_prefix
+        self._prefix_off.append(len(self._prefixes))
+        self._field_base.append(len(self._kinds))
+        for raw, kind in zip(raw_keys, kinds, strict=True):
+            self._keys += raw
+            self._key_off.append(len(self._keys))
+            self._kinds.append(KIND_CODE[kind])
+        self._widths.append(len(keys))
+        # longest line: prefix, every key, 26 bytes per value and separator, sign + 19 digits + space + \n
+        self._max_len.append(len(raw_prefix) + sum(map(len, raw_keys)) + 26 * len(keys) + 22)
+        self._tables = None
+        return index
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        if self._tables is None:
+            self._tables = (
+                np.frombuffer(bytes(self._prefixes) or b"\0", dtype=np.uint8),
+                np.array(self._prefix_off, dtype=np.int64),
+                np.frombuffer(bytes(self._keys) or b"\0", dtype=np.uint8),
+                np.array(self._key_off, dtype=np.int64),
+                np.array(self._field_base or [0], dtype=np.int64),
+                np.array(self._kinds or [0], dtype=np.int8),
+                np.array(self._widths or [0], dtype=np.int64),
+                np.array(self._max_len or [0], dtype=np.int64),
+            )
+        return self._tables
+
+    def widths(self, index: np.ndarray) -> np.ndarray:
+        """Fields per row (0 for rows left to Python, index -1)."""
+        widths = self._arrays()[6]
+        known = index >= 0
+        return widths[index] if known.all() else np.where(known, widths[index], 0)
+
+    def run(self, flat: np.ndarray, starts: np.ndarray, ts: np.ndarray,
+            index: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+        """Encode every row whose index is >= 0; returns (buffer, line ends, bytes written)."""
+        prefixes, prefix_off, keys, key_off, field_base, kinds, _, max_len = self._arrays()
+        known = index >= 0
+        need = int((max_len[index] if known.all() else np.where(known, max_len[index], 0)).sum())
+        if len(self._out) < need:
+            self._out = np.empty(max(need, 2 * len(self._out)), dtype=np.uint8)
+        line_end = np.empty(len(index), dtype=np.int64)
+        pos = encode_batch(flat, flat.view(np.uint64), starts, ts, index, prefixes, prefix_off, keys, key_off,
+                           field_base, kinds, self._out, line_end)
+        return self._out, line_end, pos

@@ -101,11 +101,17 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
         await journal.open()
         try:
             rows = await journal.dead_letters(args.sink, limit=args.limit)
+            payloads = [] if args.sink else await journal.payload_dead_letters(limit=args.limit)
         finally:
             await journal.close()
         for row in rows:
             print(row)
         print(f"{len(rows)} dead-lettered line(s)")
+        for p in payloads:
+            shown = p.payload[:200].decode("utf-8", "backslashreplace")
+            print(f"{p.id} {p.source} at_ns={p.at_ns} topic={p.topic!r} reason={p.reason!r} payload={shown!r}")
+        if not args.sink:
+            print(f"{len(payloads)} dead-lettered payload(s)")
 
     asyncio.run(main())
     return 0

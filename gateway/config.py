@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from drivers.point_spec import Point
 from gateway.errors import ConfigProblem
+from gateway.mqtt_config import MqttSection
 from gateway.yaml_source import Loc, YamlDocument
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -165,6 +166,7 @@ class SiteFile(Strict):
     sinks: list[Sink] = Field(default_factory=list)
     journal: JournalSection = Field(default_factory=JournalSection)
     api: ApiSection = Field(default_factory=ApiSection)
+    mqtt: MqttSection | None = None
 
 
 def _problems_from(exc: ValidationError, doc: YamlDocument, base: Loc = ()) -> list[ConfigProblem]:

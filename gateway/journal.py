@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, series_id INTEGER N
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY, sink TEXT NOT NULL, at_ns INTEGER NOT NULL,
     line TEXT NOT NULL, reason TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mqtt_arrivals (digest BLOB PRIMARY KEY, at_ns INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mqtt_arrivals_at ON mqtt_arrivals (at_ns);
+CREATE TABLE IF NOT EXISTS payload_dead_letters (id INTEGER PRIMARY KEY, source TEXT NOT NULL,
+    at_ns INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL);
 """
 _UNKNOWN = -1  # oldest unsent timestamp not looked up yet
 
@@ -59,6 +63,18 @@ class DeadLetter:
     sink: str
     at_ns: int
     line: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadDeadLetter:
+    """A received message no decoder could read (MQTT ingest), kept with its reason."""
+
+    id: int
+    source: str
+    at_ns: int
+    topic: str
+    payload: bytes
     reason: str
 
 
@@ -110,6 +126,10 @@ class Journal:
         self._db: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Sample, asyncio.Future[int]]] = []
+        # MQTT redelivery dedup: (topic, payload) digest → first arrival ns, committed with the samples
+        self._pending_arrivals: dict[bytes, int] = {}
+        self.arrival_window_ns = 600 * 10**9
+        self._arrivals_purged_ns = 0
         self._wake = asyncio.Event()
         self._committed_event = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -220,12 +240,17 @@ class Journal:
         return self._series[series_id]
 
     # -- appending -------------------------------------------------------------------------------
-    def append(self, sample: Sample) -> asyncio.Future[int]:
-        """Queue one poll; the future gives its seq once the group holding it is committed."""
+    def append(self, sample: Sample, arrival: tuple[bytes, int] | None = None) -> asyncio.Future[int]:
+        """Queue one poll; the future gives its seq once the group holding it is committed.
+
+        ``arrival`` (digest, first arrival ns) is stored in the same transaction as the sample, so a
+        redelivered message finds the time its first copy was stamped with (:meth:`first_arrival`)."""
         if self._writer is None or self._closing:
             raise JournalError("journal is not open")
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((sample, fut))
+        if arrival is not None:
+            self._pending_arrivals[arrival[0]] = arrival[1]
         self._counters["appended"] += 1
         self._wake.set()
         return fut
@@ -247,10 +272,11 @@ class Journal:
 
     async def _flush(self) -> None:
         group, self._pending = self._pending, []
+        arrivals, self._pending_arrivals = self._pending_arrivals, {}
         if not group:
             return
         try:
-            first = await self._run(self._commit_group, [s for s, _ in group])
+            first = await self._run(self._commit_group, [s for s, _ in group], arrivals)
         except JournalError as exc:
             self._counters["failed_commits"] += 1
             self.log.error("journal commit failed, %d polls not acknowledged: %s", len(group), exc)
@@ -264,7 +290,7 @@ class Journal:
         self._committed_event.set()
         self._committed_event = asyncio.Event()
 
-    def _commit_group(self, samples: list[Sample]) -> int:
+    def _commit_group(self, samples: list[Sample], arrivals: dict[bytes, int] | None = None) -> int:
         """Insert one group in one transaction; runs on the journal thread.  Returns the first seq."""
         assert self._db is not None
         first = self._head + 1
@@ -273,6 +299,8 @@ class Journal:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT INTO samples VALUES (?,?,?,?,?)", rows)
+            if arrivals:
+                self._store_arrivals(arrivals)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             if self._db.in_transaction:
@@ -292,6 +320,25 @@ class Journal:
         if self._bytes > self.max_bytes:
             self._enforce_cap()
         return first
+
+    def _store_arrivals(self, arrivals: dict[bytes, int]) -> None:
+        """Inside the group's transaction: remember first arrivals, forget those past the window."""
+        assert self._db is not None
+        self._db.executemany("INSERT OR REPLACE INTO mqtt_arrivals VALUES (?, ?)", arrivals.items())
+        now = time.time_ns()
+        if now - self._arrivals_purged_ns > 10**10:
+            self._db.execute("DELETE FROM mqtt_arrivals WHERE at_ns < ?", (now - self.arrival_window_ns,))
+            self._arrivals_purged_ns = now
+
+    async def first_arrival(self, digest: bytes) -> int | None:
+        """The arrival time stored for ``digest`` within the window, pending or committed."""
+        pending = self._pending_arrivals.get(digest)
+        if pending is not None:
+            return pending
+        oldest = time.time_ns() - self.arrival_window_ns
+        row = await self._run(lambda: self._db.execute(
+            "SELECT at_ns FROM mqtt_arrivals WHERE digest = ? AND at_ns >= ?", (digest, oldest)).fetchone())
+        return None if row is None else int(row[0])
 
     def _enforce_cap(self) -> None:
         """Delete the oldest rows until the database is ~10% under its cap; count and log the loss."""
@@ -396,6 +443,28 @@ class Journal:
             sql, args = sql + " WHERE sink = ?", (sink, limit)
         rows = await self._run(lambda: self._db.execute(sql + " ORDER BY id LIMIT ?", args).fetchall())
         return [DeadLetter(*r) for r in rows]
+
+    async def dead_letter_payloads(self, source: str, items: Sequence[tuple[int, str, bytes, str]]) -> None:
+        """Store undecodable messages, (at_ns, topic, payload, reason) each, in one transaction."""
+        if items:
+            await self._run(self._store_payload_dead_letters, source, items)
+
+    def _store_payload_dead_letters(self, source: str, items: Sequence[tuple[int, str, bytes, str]]) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO payload_dead_letters (source, at_ns, topic, payload, reason) "
+                                 "VALUES (?,?,?,?,?)", [(source, *item) for item in items])
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise JournalError(f"cannot store {len(items)} dead-lettered payloads of {source}: {exc}") from exc
+
+    async def payload_dead_letters(self, limit: int = 100) -> list[PayloadDeadLetter]:
+        sql = "SELECT id, source, at_ns, topic, payload, reason FROM payload_dead_letters ORDER BY id LIMIT ?"
+        rows = await self._run(lambda: self._db.execute(sql, (limit,)).fetchall())
+        return [PayloadDeadLetter(*r) for r in rows]
 
     # -- observing -------------------------------------------------------------------------------
     async def pragma(self, name: str) -> Any:

@@ -1,4 +1,4 @@
-"""InfluxDB line protocol, encoded fast: a cached prefix per series and one compiled pass per batch.
+"""InfluxDB line protocol, encoded fast: one precompiled format string per series, or a compiled kernel.
 
 Syntax and escaping follow the InfluxDB line protocol reference
 (https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/):
@@ -24,22 +24,30 @@ Values: a NaN (not reported) or ±inf field is left out, and a row with no field
 ``int`` fields are written ``123i`` (left out beyond the int64 range), ``bool`` ``true``/``false``,
 ``float`` as Python's ``repr`` would, ``str`` quoted.
 
-Why compiled: ``influxdb-client``'s ``Point`` formats ~60k lines/s on the target machine (DESIGN.md,
-Known traps) and ``repr`` of one 17-digit double takes ~0.4 µs here, so a batch of rows is written by
-one numba kernel (:mod:`gateway._lp_kernels`) from a cached prefix and cached field keys per series.
-Rows of series with string fields, rare, are formatted in Python by :meth:`LineEncoder.encode_row`,
-which is also the plain reference the kernel is tested against.
+Two encoders, same output values:
+
+- the default, pure Python: per series one ``%``-format string (escaped prefix and field keys
+  already in it, ``%r`` per float), so a row is one C-level ``fmt % values``; rows with fields left
+  out use a format cached per pattern of present fields.  Its text is exactly ``repr``'s.
+- ``compiled=True`` (or ``PEDF_LP_ENCODER=compiled`` in the environment): one numba kernel per batch
+  (:mod:`gateway._lp_kernels`), 3–5× faster on full-precision doubles, but importing numba costs
+  ~60 MB of resident memory, so the gateway does not load it unless asked
+  (benchmarks/bench_pipeline.py measures both).
+
+Rows of series with string fields, rare, are formatted by :meth:`LineEncoder.encode_row`, the plain
+reference both encoders are tested against.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import compress
 from typing import Literal, Protocol
 
 import numpy as np
 
-from gateway._lp_kernels import KIND_CODE, encode_batch
 from gateway.series import SeriesKey
 
 _NAME_FIX = str.maketrans({"\n": " ", "\r": " ", "\\": "/"})
@@ -47,6 +55,9 @@ _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
 _KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _INT64_LIMIT = 9.223372036854775e18  # largest float below 2**63
 _DIVISOR = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_SPEC = {"float": "%r", "int": "%di", "bool": "%s"}
+_MASKED_CACHE = 256  # formats kept per series for rows with some fields left out
+ENV_ENCODER = "PEDF_LP_ENCODER"
 
 
 def escape_measurement(name: str) -> str:
@@ -70,35 +81,50 @@ class EncodableRow(Protocol):
     texts: tuple[str | None, ...] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Plan:
-    index: int  # position in the kernel's tables, -1 when the series has a string field
+    index: int  # position in the compiled kernel's tables, -1 when not there (string field, or pure Python)
     prefix: str  # "measurement,tag=value "
     keys: tuple[str, ...]  # "field_key=" per field, escaped
     kinds: tuple[str, ...]
+    fmt: str | None  # "prefix key=%r,… %d" with every field; None when the series has a string field
+    bools: tuple[int, ...]  # positions of bool fields (written true/false through %s)
+    ints: tuple[int, ...]  # positions of int fields (range-checked)
+    masked: dict[bytes, str] = field(default_factory=dict)  # formats by pattern of present fields
+
+
+def _fmt(prefix: str, keys: Iterable[str], kinds: Iterable[str]) -> str:
+    """A %-format of one line; the names' own ``%`` signs are doubled."""
+    body = ",".join(k.replace("%", "%%") + _SPEC[kind] for k, kind in zip(keys, kinds, strict=True))
+    return f"{prefix.replace('%', '%%')}{body} %d"
+
+
+def _use_compiled(compiled: bool | None) -> bool:
+    if compiled is not None:
+        return compiled
+    choice = os.environ.get(ENV_ENCODER, "python").strip().lower()
+    if choice not in ("python", "compiled"):
+        raise ValueError(f"{ENV_ENCODER} must be 'python' or 'compiled', not {choice!r}")
+    return choice == "compiled"
 
 
 class LineEncoder:
     """Encode journal rows for the series ``key_lookup`` names; timestamps in ``precision``."""
 
     def __init__(self, key_lookup: Callable[[int], SeriesKey],
-                 precision: Literal["ns", "us", "ms", "s"] = "ns") -> None:
+                 precision: Literal["ns", "us", "ms", "s"] = "ns", *, compiled: bool | None = None) -> None:
         if precision not in _DIVISOR:
             raise ValueError(f"precision must be one of {sorted(_DIVISOR)}")
         self.key_lookup = key_lookup
         self.precision = precision
         self._divisor = _DIVISOR[precision]
         self._plans: dict[int, _Plan] = {}
-        self._prefixes = bytearray()
-        self._prefix_off = [0]
-        self._keys = bytearray()
-        self._key_off = [0]
-        self._field_base: list[int] = []
-        self._kinds: list[int] = []
-        self._widths: list[int] = []
-        self._max_len: list[int] = []
-        self._tables: tuple[np.ndarray, ...] | None = None
-        self._out = np.empty(0, dtype=np.uint8)  # reused output buffer
+        self.compiled = _use_compiled(compiled)
+        self._tables = None
+        if self.compiled:
+            from gateway._lp_kernels import CompiledTables
+
+            self._tables = CompiledTables()
 
     def _plan(self, series_id: int) -> _Plan:
         plan = self._plans.get(series_id)
@@ -108,100 +134,104 @@ class LineEncoder:
         tags = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in key.tags if k and v)
         prefix = f"{escape_measurement(key.measurement)}{tags} "
         keys = tuple(escape_key(f) + "=" for f in key.fields)
-        index = -1
-        if "str" not in key.kinds:
-            index = len(self._widths)
-            raw_prefix, raw_keys = prefix.encode(), [k.encode() for k in keys]
-            self._prefixes += raw_prefix
-            self._prefix_off.append(len(self._prefixes))
-            self._field_base.append(len(self._kinds))
-            for raw, kind in zip(raw_keys, key.kinds, strict=True):
-                self._keys += raw
-                self._key_off.append(len(self._keys))
-                self._kinds.append(KIND_CODE[kind])
-            self._widths.append(len(keys))
-            # longest line: prefix, every key, 26 bytes per value and separator, sign + 19 digits + space + \n
-            self._max_len.append(len(raw_prefix) + sum(map(len, raw_keys)) + 26 * len(keys) + 22)
-            self._tables = None
-        plan = _Plan(index, prefix, keys, tuple(key.kinds))
+        kinds = tuple(key.kinds)
+        index, fmt = -1, None
+        if "str" not in kinds:
+            fmt = _fmt(prefix, keys, kinds)
+            if self._tables is not None:
+                index = self._tables.add(prefix, keys, kinds)
+        plan = _Plan(index, prefix, keys, kinds, fmt,
+                     tuple(i for i, k in enumerate(kinds) if k == "bool"),
+                     tuple(i for i, k in enumerate(kinds) if k == "int"))
         self._plans[series_id] = plan
         return plan
 
     def forget(self, series_id: int) -> None:
-        """Drop a cached prefix (after a series is renamed); its table entry stays unused."""
+        """Drop a cached prefix (after a series is renamed); a compiled table entry stays unused."""
         self._plans.pop(series_id, None)
 
-    def _arrays(self) -> tuple[np.ndarray, ...]:
-        if self._tables is None:
-            self._tables = (
-                np.frombuffer(bytes(self._prefixes) or b"\0", dtype=np.uint8),
-                np.array(self._prefix_off, dtype=np.int64),
-                np.frombuffer(bytes(self._keys) or b"\0", dtype=np.uint8),
-                np.array(self._key_off, dtype=np.int64),
-                np.array(self._field_base or [0], dtype=np.int64),
-                np.array(self._kinds or [0], dtype=np.int8),
-                np.array(self._widths or [0], dtype=np.int64),
-                np.array(self._max_len or [0], dtype=np.int64),
-            )
-        return self._tables
-
-    def _run_kernel(self, rows: Sequence[EncodableRow]) -> tuple[np.ndarray, np.ndarray, int, list[_Plan]]:
+    def _plans_of(self, rows: Sequence[EncodableRow]) -> list[_Plan]:
         get = self._plans.get
-        plans = [get(r.series_id) or self._plan(r.series_id) for r in rows]
-        n = len(rows)
-        index = np.fromiter([p.index for p in plans], dtype=np.int64, count=n)
-        prefixes, prefix_off, keys, key_off, field_base, kinds, widths, max_len = self._arrays()
-        known = index >= 0
-        all_known = bool(known.all())
-        width = widths[index] if all_known else np.where(known, widths[index], 0)
-        starts = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(width, out=starts[1:])
-        flat = self._flat_values(rows, known, all_known, int(starts[-1]))
-        ts = np.fromiter([r.ts_ns for r in rows], dtype=np.int64, count=n) // self._divisor
-        need = int((max_len[index] if all_known else np.where(known, max_len[index], 0)).sum())
-        if len(self._out) < need:
-            self._out = np.empty(max(need, 2 * len(self._out)), dtype=np.uint8)
-        out = self._out
-        line_end = np.empty(n, dtype=np.int64)
-        pos = encode_batch(flat, flat.view(np.uint64), starts, ts, index, prefixes, prefix_off, keys, key_off,
-                           field_base, kinds, out, line_end)
-        return out, line_end, pos, plans
+        return [get(r.series_id) or self._plan(r.series_id) for r in rows]
 
     @staticmethod
-    def _flat_values(rows: Sequence[EncodableRow], known: np.ndarray, all_known: bool,
-                     size: int) -> np.ndarray:
+    def _flat_values(rows: Sequence[EncodableRow], widths: Sequence[int], size: int) -> np.ndarray:
         """All rows' values in one float64 array; journal rows are joined straight from their blobs."""
-        if all_known:
-            bases = [r.values.base for r in rows]
-            if all(type(b) is bytes for b in bases):
-                blob = b"".join(bases)
-                if len(blob) == 8 * size:
-                    return np.frombuffer(blob, dtype=np.float64)
-        values = [r.values if k else r.values[:0] for r, k in zip(rows, known.tolist(), strict=True)]
+        bases = [r.values.base for r in rows]
+        if all(type(b) is bytes for b in bases):
+            blob = b"".join(bases)
+            if len(blob) == 8 * size:
+                return np.frombuffer(blob, dtype=np.float64)
+        values = [r.values if w else r.values[:0] for r, w in zip(rows, widths, strict=True)]
         flat = np.concatenate(values).astype(np.float64, copy=False)
         if len(flat) != size:
             raise ValueError("a row's values do not match its series' fields")
         return flat
 
-    def encode_lines_bytes(self, rows: Iterable[EncodableRow]) -> bytes:
-        """The body of a write: one line per row that has a field left, joined by newlines."""
-        rows = rows if isinstance(rows, Sequence) else list(rows)
-        if not rows:
-            return b""
-        out, line_end, pos, plans = self._run_kernel(rows)
-        if (line_end == -2).any():
-            return "\n".join(self._merge(rows, plans, out, line_end)).encode()
-        return out[:max(pos - 1, 0)].tobytes()
+    # -- pure Python -----------------------------------------------------------------------------
+    def _python_lines(self, rows: Sequence[EncodableRow]) -> list[str]:
+        plans = self._plans_of(rows)
+        widths = [len(p.kinds) for p in plans]
+        ends = np.cumsum(widths)
+        flat = self._flat_values(rows, widths, int(ends[-1]))
+        finite = np.isfinite(flat)
+        bad_rows: frozenset[int] | tuple[()] = ()
+        if not finite.all():
+            bad_rows = frozenset(np.searchsorted(ends, np.flatnonzero(~finite), side="right").tolist())
+        allv = flat.tolist()
+        div = self._divisor
+        lines: list[str] = []
+        append = lines.append
+        start = 0
+        for i, (row, plan) in enumerate(zip(rows, plans, strict=True)):
+            stop = start + len(plan.kinds)
+            vals = allv[start:stop]
+            fmt = plan.fmt
+            ts = row.ts_ns if div == 1 else row.ts_ns // div
+            if fmt is None or (plan.ints and not _ints_fit(vals, plan.ints)):
+                line = self._general(plan, vals, row.texts, ts)
+                if line is not None:
+                    append(line)
+            elif i in bad_rows:
+                mask = finite[start:stop].tobytes()
+                masked = plan.masked.get(mask)
+                if masked is None:
+                    masked = self._masked_fmt(plan, mask)
+                if masked:
+                    for j in plan.bools:
+                        vals[j] = "true" if vals[j] else "false"
+                    append(masked % (*compress(vals, mask), ts))
+            else:
+                for j in plan.bools:
+                    vals[j] = "true" if vals[j] else "false"
+                append(fmt % (*vals, ts))
+            start = stop
+        return lines
 
-    def encode_rows(self, rows: Iterable[EncodableRow]) -> list[str]:
-        """One line per row that has at least one field to write; NaN and ±inf fields are left out."""
-        rows = rows if isinstance(rows, Sequence) else list(rows)
-        if not rows:
-            return []
-        out, line_end, pos, plans = self._run_kernel(rows)
-        if not (line_end == -2).any():
-            return out[:pos - 1].tobytes().decode().split("\n") if pos else []
-        return self._merge(rows, plans, out, line_end)
+    @staticmethod
+    def _masked_fmt(plan: _Plan, mask: bytes) -> str:
+        """The format of a row whose present fields are ``mask`` ("" when none is)."""
+        if len(plan.masked) >= _MASKED_CACHE:
+            plan.masked.clear()
+        keys = list(compress(plan.keys, mask))
+        fmt = _fmt(plan.prefix, keys, compress(plan.kinds, mask)) if keys else ""
+        plan.masked[mask] = fmt
+        return fmt
+
+    # -- compiled --------------------------------------------------------------------------------
+    def _run_kernel(self, rows: Sequence[EncodableRow]) -> tuple[np.ndarray, np.ndarray, int, list[_Plan]]:
+        tables = self._tables
+        assert tables is not None
+        plans = self._plans_of(rows)
+        n = len(rows)
+        index = np.fromiter([p.index for p in plans], dtype=np.int64, count=n)
+        width = tables.widths(index)
+        starts = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(width, out=starts[1:])
+        flat = self._flat_values(rows, width.tolist(), int(starts[-1]))
+        ts = np.fromiter([r.ts_ns for r in rows], dtype=np.int64, count=n) // self._divisor
+        out, line_end, pos = tables.run(flat, starts, ts, index)
+        return out, line_end, pos, plans
 
     def _merge(self, rows: Sequence[EncodableRow], plans: list[_Plan], out: np.ndarray,
                line_end: np.ndarray) -> list[str]:
@@ -218,8 +248,33 @@ class LineEncoder:
                 start = end
         return lines
 
+    # -- public ----------------------------------------------------------------------------------
+    def encode_lines_bytes(self, rows: Iterable[EncodableRow]) -> bytes:
+        """The body of a write: one line per row that has a field left, joined by newlines."""
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        if not rows:
+            return b""
+        if not self.compiled:
+            return "\n".join(self._python_lines(rows)).encode()
+        out, line_end, pos, plans = self._run_kernel(rows)
+        if (line_end == -2).any():
+            return "\n".join(self._merge(rows, plans, out, line_end)).encode()
+        return out[:max(pos - 1, 0)].tobytes()
+
+    def encode_rows(self, rows: Iterable[EncodableRow]) -> list[str]:
+        """One line per row that has at least one field to write; NaN and ±inf fields are left out."""
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        if not rows:
+            return []
+        if not self.compiled:
+            return self._python_lines(rows)
+        out, line_end, pos, plans = self._run_kernel(rows)
+        if not (line_end == -2).any():
+            return out[:pos - 1].tobytes().decode().split("\n") if pos else []
+        return self._merge(rows, plans, out, line_end)
+
     def encode_row(self, row: EncodableRow) -> str | None:
-        """One row formatted in Python with ``repr`` for floats: the reference for the compiled path."""
+        """One row formatted field by field with ``repr`` for floats: the reference for both encoders."""
         plan = self._plan(row.series_id)
         return self._general(plan, row.values.tolist(), row.texts, row.ts_ns // self._divisor)
 
@@ -244,3 +299,12 @@ class LineEncoder:
         if not parts:
             return None
         return f"{plan.prefix}{','.join(parts)} {ts}"
+
+
+def _ints_fit(vals: list[float], ints: tuple[int, ...]) -> bool:
+    """True when every present int field is inside the int64 range (else the general path leaves it out)."""
+    for j in ints:
+        v = vals[j]
+        if v == v and not -_INT64_LIMIT < v < _INT64_LIMIT and v - v == 0.0:
+            return False
+    return True

@@ -1,9 +1,17 @@
-"""Line protocol: the spec's escaping table, typed fields, a parse round trip, and influxd reading it back."""
+"""Line protocol: the spec's escaping table, typed fields, a parse round trip, and influxd reading it back.
+
+Every behaviour is checked on both encoders (the default pure-Python one and ``compiled=True``)
+against the same field-by-field reference, :meth:`LineEncoder.encode_row`, and against influxd.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,12 +47,16 @@ KEY = SeriesKey("meter", (("building", ""), ("site", "s 1")), ("p_kw", "n_i", "o
                 ("float", "int", "bool", "str"))
 
 
+ENCODERS = [pytest.param(False, id="python"), pytest.param(True, id="compiled")]
+
+
 def row(key_id: int, values: list[float], texts=None, ts: int = 1_700_000_000_123_456_789) -> JournalRow:
     return JournalRow(1, key_id, ts, np.array(values, dtype=np.float64), texts)
 
 
-def test_field_kinds_gaps_and_precision() -> None:
-    enc = LineEncoder(lambda _: KEY)
+@pytest.mark.parametrize("compiled", ENCODERS)
+def test_field_kinds_gaps_and_precision(compiled: bool) -> None:
+    enc = LineEncoder(lambda _: KEY, compiled=compiled)
     lines = enc.encode_rows([
         row(1, [1.5, 42.0, 1.0, math.nan], (None, None, None, 'x "y"')),
         row(1, [math.nan, -7.0, 0.0, math.nan], (None, None, None, None)),
@@ -57,17 +69,43 @@ def test_field_kinds_gaps_and_precision() -> None:
         r"meter,site=s\ 1 n_i=-7i,on_b=false 1700000000123456789",
         r"meter,site=s\ 1 p_kw=1e+300 1700000000123456789",
     ]
-    assert LineEncoder(lambda _: KEY, "ms").encode_rows([row(1, [2.0] * 3 + [math.nan])])[0].endswith(
-        " 1700000000123")
-    assert LineEncoder(lambda _: KEY, "s").encode_lines_bytes(
+    assert LineEncoder(lambda _: KEY, "ms", compiled=compiled).encode_rows(
+        [row(1, [2.0] * 3 + [math.nan])])[0].endswith(" 1700000000123")
+    assert LineEncoder(lambda _: KEY, "s", compiled=compiled).encode_lines_bytes(
         [row(1, [2.0] * 3 + [math.nan])] * 2).split(b"\n")[1].endswith(b" 1700000000")
 
 
-def test_fast_path_matches_general_path() -> None:
+@pytest.mark.parametrize("compiled", ENCODERS)
+def test_fast_path_matches_general_path(compiled: bool) -> None:
     key = SeriesKey("m", (), ("a", "b_i"), ("float", "int"))
-    enc = LineEncoder(lambda _: key)
+    enc = LineEncoder(lambda _: key, compiled=compiled)
     assert enc.encode_rows([row(1, [0.1 + 0.2, 3.0]), row(1, [math.nan, 3.0])]) == [
         f"m a={0.1 + 0.2!r},b_i=3i 1700000000123456789", "m b_i=3i 1700000000123456789"]
+
+
+def test_python_encoder_keeps_percent_signs_and_caches_gap_patterns() -> None:
+    key = SeriesKey("m%s", (("t%d", "100%"),), ("a%r", "b", "c_b"), ("float", "float", "bool"))
+    enc = LineEncoder(lambda _: key, compiled=False)
+    rows = [row(1, [1.5, math.nan, 1.0], ts=1), row(1, [math.nan, 2.0, 0.0], ts=2),
+            row(1, [2.5, math.nan, math.inf], ts=3), row(1, [math.nan] * 3, ts=4)]
+    assert enc.encode_rows(rows) == ["m%s,t%d=100% a%r=1.5,c_b=true 1", "m%s,t%d=100% b=2.0,c_b=false 2",
+                                     "m%s,t%d=100% a%r=2.5 3"]
+    assert enc.encode_rows(rows) == [enc.encode_row(r) for r in rows[:3]]  # formats from the cache
+
+
+def test_default_encoder_does_not_load_numba() -> None:
+    code = ("import sys; from gateway.lineprotocol import LineEncoder; import gateway.service; "
+            "e = LineEncoder(lambda _: None); print(e.compiled, 'numba' in sys.modules, "
+            "'influxdb_client' in sys.modules)")
+    env = {k: v for k, v in os.environ.items() if k != "PEDF_LP_ENCODER"}
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False", "False"]
+    env["PEDF_LP_ENCODER"] = "compiled"
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "True", "False"]
 
 
 def parse_line(line: str) -> tuple[str, dict[str, str], dict[str, str], int]:
@@ -125,18 +163,20 @@ def fixed(s: str) -> str:
     return s.replace("\n", " ").replace("\r", " ").replace("\\", "/")
 
 
+@pytest.mark.parametrize("compiled", ENCODERS)
 @settings(max_examples=300, deadline=None)
 @given(measurement=names, tags=st.dictionaries(names, names, max_size=3),
        fvals=st.lists(st.floats(allow_infinity=False), min_size=1, max_size=4),
        ival=st.integers(-(2**53), 2**53), bval=st.booleans(), text=plain,
        ts=st.integers(0, 2**62))
-def test_round_trip_through_an_independent_parser(measurement, tags, fvals, ival, bval, text, ts) -> None:
+def test_round_trip_through_an_independent_parser(compiled, measurement, tags, fvals, ival, bval, text,
+                                                   ts) -> None:
     fields = (*(f"f{i}" for i in range(len(fvals))), "n i", "b=", "s,")
     kinds = ("float",) * len(fvals) + ("int", "bool", "str")
     key = SeriesKey(measurement, tuple(sorted(tags.items())), fields, kinds)
     values = [*fvals, float(ival), float(bval), math.nan]
     texts = (None,) * (len(fvals) + 2) + (text,)
-    (line,) = LineEncoder(lambda _: key).encode_rows([row(1, values, texts, ts)])
+    (line,) = LineEncoder(lambda _: key, compiled=compiled).encode_rows([row(1, values, texts, ts)])
     m, t, f, got_ts = parse_line(line)
     assert m == fixed(measurement) and got_ts == ts
     assert t == {fixed(k): fixed(v) for k, v in tags.items()}
@@ -171,25 +211,32 @@ def fields_of(line: str) -> tuple[str, dict[str, float | str], str]:
 kind_lists = st.lists(st.sampled_from(["float", "int", "bool"]), min_size=1, max_size=8)
 
 
+@pytest.mark.parametrize("compiled", ENCODERS)
 @settings(max_examples=300, deadline=None)
 @given(kinds=kind_lists, data=st.data())
-def test_compiled_batch_matches_the_python_reference(kinds, data) -> None:
+def test_batch_matches_the_reference(compiled, kinds, data) -> None:
     key = SeriesKey("m", (("site", "s 1"),), tuple(f"f{i}" for i in range(len(kinds))), tuple(kinds))
-    enc = LineEncoder(lambda _: key)
+    enc = LineEncoder(lambda _: key, compiled=compiled)
     value = {"float": st.floats(), "int": st.integers(-(2**62), 2**62).map(float) | st.just(math.nan)
              | st.just(1e19), "bool": st.sampled_from([0.0, 1.0, math.nan])}
     rows = [row(1, [data.draw(value[k]) for k in kinds], ts=data.draw(st.integers(-(2**62), 2**62)))
             for _ in range(data.draw(st.integers(1, 5)))]
     expected = [line for line in map(enc.encode_row, rows) if line is not None]
     got = enc.encode_rows(rows)
-    assert [fields_of(x) for x in got] == [fields_of(x) for x in expected]
+    if compiled:  # Grisu2 digits may be longer than repr's: compare the values they read back as
+        assert [fields_of(x) for x in got] == [fields_of(x) for x in expected]
+    else:
+        assert got == expected
     assert enc.encode_lines_bytes(rows) == "\n".join(got).encode()
+    as_read = [r._replace(values=np.frombuffer(r.values.tobytes())) for r in rows]  # as Journal.read gives them
+    assert enc.encode_rows(as_read) == got
 
 
-def test_mixed_batch_keeps_row_order() -> None:
+@pytest.mark.parametrize("compiled", ENCODERS)
+def test_mixed_batch_keeps_row_order(compiled: bool) -> None:
     plain_key = SeriesKey("inv", (("site", "s1"),), ("p_kw",), ("float",))
     keys = {1: KEY, 2: plain_key}
-    enc = LineEncoder(keys.__getitem__)
+    enc = LineEncoder(keys.__getitem__, compiled=compiled)
     rows = [row(2, [1.0], ts=1), row(1, [2.0, 3.0, 1.0, math.nan], (None, None, None, "a"), ts=2),
             row(2, [math.nan], ts=3), row(2, [4.0], ts=4), row(1, [math.nan] * 4, (None,) * 4, ts=5),
             row(2, [5.0], ts=6)]
@@ -199,7 +246,8 @@ def test_mixed_batch_keeps_row_order() -> None:
     assert enc.encode_lines_bytes(rows) == "\n".join(enc.encode_rows(rows)).encode()
 
 
-def test_influxd_accepts_and_returns_every_kind(influxd) -> None:
+@pytest.mark.parametrize("compiled", ENCODERS)
+def test_influxd_accepts_and_returns_every_kind(influxd, compiled: bool) -> None:
     influxd.create_database("lp")
     weird = SeriesKey("my meas,ure", (("bui lding", "b=1,x"), ("site", "s1")),
                       ("p kw", "n,i", "on=b", "model"), ("float", "int", "bool", "str"))
@@ -210,7 +258,7 @@ def test_influxd_accepts_and_returns_every_kind(influxd) -> None:
             row(1, [math.nan, 7.0, 0.0, math.nan], (None, None, None, "line1\nline2"), ts=10**18 + 1),
             row(2, [1e-7, 123456.789], ts=10**18), row(2, [math.nan, 5e300], ts=10**18 + 5),
             row(3, [-3.0, 1.0], ts=10**18), row(3, [2**53, 0.0], ts=10**18 + 1)]
-    body = LineEncoder(keys.__getitem__).encode_lines_bytes(rows)
+    body = LineEncoder(keys.__getitem__, compiled=compiled).encode_lines_bytes(rows)
     req = urllib.request.Request(f"{influxd.url}/write?db=lp", data=body, method="POST")
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 204

@@ -184,11 +184,12 @@ def import_case(draw):
 
 
 @settings(max_examples=100, deadline=None)
-@given(import_case(), st.sampled_from(["monthly", "pooled"]), st.floats(0, 5))
-def test_scope2_kernel_matches_reference(case, matching, gec):
+@given(import_case(), st.sampled_from(["monthly", "pooled"]), st.floats(0, 5),
+       st.sampled_from(["Asia/Shanghai", "Europe/Berlin", "America/New_York"]))
+def test_scope2_kernel_matches_reference(case, matching, gec, tz):
     ts, imp = case
-    n_months = scope2(ts, imp, location_factor=EAST_2022, residual_factor=RESIDUAL_2022).months.size
-    kw = dict(location_factor=EAST_2022, residual_factor=RESIDUAL_2022, gec_mwh=np.full(n_months, gec),
+    n_months = scope2(ts, imp, location_factor=EAST_2022, residual_factor=RESIDUAL_2022, tz=tz).months.size
+    kw = dict(location_factor=EAST_2022, residual_factor=RESIDUAL_2022, gec_mwh=np.full(n_months, gec), tz=tz,
               ppa_kwh=np.full(n_months, 100.0), pv_self_consumed_kwh=np.full(n_months, 50.0),
               pv_certificates_sold_kwh=np.full(n_months, 80.0), matching=matching)
     r = scope2(ts, imp, **kw)
