@@ -329,7 +329,8 @@ def shelly_decoder() -> Decoder:
         method = doc.get("method")
         if method is not None and method not in ("NotifyStatus", "NotifyFullStatus"):
             raise Ignored(f"Shelly {str(method)[:40]} carries no reading")
-        params = doc.get("params") if method is not None else doc
+        # a notification holds components; a ``<prefix>/status/<component>`` message is one component
+        params = doc.get("params") if method is not None else {"": doc}
         if not isinstance(params, dict):
             raise DecodeError("Shelly notification without params")
         ts = parse_timestamp(params["ts"], "epoch_s", UTC) if "ts" in params else None
@@ -340,7 +341,7 @@ def shelly_decoder() -> Decoder:
         for component, body in params.items():
             if not isinstance(body, dict):
                 continue
-            prefix = field_name(str(component).replace(":", ""))
+            prefix = field_name(str(component).replace(":", "")) if component else ""
             leaves: dict[str, Any] = {}
             for key, raw in body.items():
                 if isinstance(raw, dict):
@@ -355,7 +356,7 @@ def shelly_decoder() -> Decoder:
                 value = as_float(raw)
                 if value is None and raw is not None:
                     problems.append(f"{component}.{key}: unusable value {str(raw)[:40]!r}")
-                fields.append(f"{prefix}_{name}")
+                fields.append(f"{prefix}_{name}" if prefix else name)
                 values.append(None if value is None else value * factor)
         device = str(src)[:64] if isinstance(src, str) and src else None
         return _finish(fields, values, ts, problems, device)

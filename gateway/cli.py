@@ -117,6 +117,25 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scan(args: argparse.Namespace) -> int:
+    from drivers.sunspec import SunSpecError
+    from gateway.scan import scan_sunspec
+
+    host, _, port = args.address.partition(":")
+    try:
+        text = asyncio.run(scan_sunspec(host, int(port or 502), args.unit, device_class=args.device_class))
+    except (SunSpecError, ConnectionError, TimeoutError) as exc:
+        print(f"scan of {args.address} unit {args.unit} failed: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"profile written to {args.output}")
+    else:
+        print(text, end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pedf", description="PEDF building gateway and analytics")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -150,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=1440.0, help="simulated seconds per real second")
     d.add_argument("--influx-url", help="also write to an InfluxDB 1.x at this URL (database pedf)")
     d.set_defaults(func=cmd_demo)
+
+    sc = sub.add_parser("scan", help="find a SunSpec device's models and print a profile for it")
+    sc.add_argument("address", help="HOST[:PORT] of a Modbus TCP device")
+    sc.add_argument("--unit", type=int, default=1)
+    sc.add_argument("--device-class", default="pv_inverter", help="measurement name for its samples")
+    sc.add_argument("-o", "--output", help="write the profile to this file")
+    sc.set_defaults(func=cmd_scan)
 
     dl = sub.add_parser("deadletter", help="lines a database refused, kept aside")
     dl_sub = dl.add_subparsers(dest="action", required=True)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from drivers.point_spec import Point
 from gateway.errors import ConfigProblem
+from gateway.analytics_config import AnalyticsSection
 from gateway.mqtt_config import MqttSection
 from gateway.yaml_source import Loc, YamlDocument
 
@@ -167,6 +168,7 @@ class SiteFile(Strict):
     journal: JournalSection = Field(default_factory=JournalSection)
     api: ApiSection = Field(default_factory=ApiSection)
     mqtt: MqttSection | None = None
+    analytics: AnalyticsSection | None = None
 
 
 def _problems_from(exc: ValidationError, doc: YamlDocument, base: Loc = ()) -> list[ConfigProblem]:

@@ -144,7 +144,8 @@ class MqttIngest:
             decoded = route.decoder(msg.payload)
         except dec.Ignored:
             self.counters["ignored"] += 1
-            ack(msg)
+            if ack(msg) and msg.qos:
+                self.counters["acked"] += 1
             return None
         except dec.DecodeError as exc:
             return str(exc)[:500]
@@ -231,3 +232,22 @@ def _utf8(topic: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def start_mqtt(group: Any, site: Any, journal: Journal) -> tuple[list[Any], dict[str, Any]]:
+    """Start the site's MQTT ingest and publish sink in ``group``; returns (tasks, components by name)."""
+    section: MqttSection | None = site.config.mqtt
+    if section is None:
+        return [], {}
+    components: dict[str, Any] = {}
+    if section.subscriptions:
+        components["mqtt"] = MqttIngest(section, journal, site.name, site.config.site.timezone)
+    pub = section.publish
+    if pub is not None and pub.enabled and (pub.broker or section.brokers):
+        from gateway.mqtt_sink import MqttSink
+
+        components["mqtt_publish"] = MqttSink(pub, pub.broker or section.brokers[0],
+                                              pub.client_id or f"{section.client_id}-pub", journal, site.name,
+                                              mqtt5=section.protocol == "5", reconnect_max_s=section.reconnect_max_s)
+    tasks = [group.create_task(c.run(), name=name) for name, c in components.items()]
+    return tasks, components

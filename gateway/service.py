@@ -222,6 +222,9 @@ class Gateway:
                 for key, devices in self._groups(self.site).items():
                     self._start_poller(key, devices)
                 delivery_tasks = [group.create_task(d.run(), name=f"sink {n}") for n, d in self.deliveries.items()]
+                from gateway.mqtt_ingest import start_mqtt
+
+                mqtt_tasks, self.mqtt = start_mqtt(group, self.site, self.journal)
                 api_runner = None
                 if self.api_enabled:
                     from gateway.api import start_api
@@ -235,6 +238,8 @@ class Gateway:
                 await stop.wait()
                 log.info("stopping: polling stops, the journal commits, sinks flush")
                 for task in self._poll_tasks.values():
+                    task.cancel()
+                for task in mqtt_tasks:
                     task.cancel()
                 await self._drain_journal()
                 for task in delivery_tasks:
@@ -277,6 +282,7 @@ class Gateway:
             "commit_failures": self.counters.commit_failures,
             "journal": jstats if isinstance(jstats, dict) else _as_dict(jstats),
             "sinks": sinks,
+            "mqtt": {name: c.stats() for name, c in getattr(self, "mqtt", {}).items()},
         }
 
 

@@ -24,6 +24,7 @@ from gateway.config import (
     _problems_from,
 )
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.analytics_config import check_analytics
 from gateway.mqtt_config import check_mqtt
 from gateway.series import SeriesKey
 from gateway.yaml_source import YamlDocument, load_yaml
@@ -112,6 +113,7 @@ def resolve_site(doc: YamlDocument) -> Site:
         names[device.name] = i
         devices.append(device)
     problems.extend(check_mqtt(config.mqtt, set(buildings), doc.problem))
+    problems.extend(check_analytics(config.analytics, config, devices, doc.problem))
     if problems:
         raise ConfigError(problems)
     return Site(doc.file, config, tuple(devices))
@@ -168,7 +170,10 @@ def _resolve_device(
     max_registers = section.max_registers
     holes: tuple[tuple[int, int, int], ...] = ()
     if section.profile is not None:
-        profile = _load_profile(doc, loc + ("profile",), section.profile, problems)
+        profile_ref = section.profile
+        if profile_ref.endswith((".yaml", ".yml")) and not Path(profile_ref).is_absolute():
+            profile_ref = str(Path(doc.file).parent / profile_ref)  # relative to the site file
+        profile = _load_profile(doc, loc + ("profile",), profile_ref, problems)
         if profile is None:
             return None
         points.extend(profile.points)
