@@ -42,7 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "analytics"))
+sys.path.insert(0, str(ROOT / "tests" / "kernels"))
 
 from reference_energy import (  # noqa: E402
     energy_balance_ref,

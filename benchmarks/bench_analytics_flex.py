@@ -5,7 +5,7 @@ Workload (default): 1,000 buildings × 35,040 intervals (one year at 15 min), fl
 - Planned-schedule SoC integration (forward + backward): a sequential recurrence.
 - Baselines for 30 events: 10-in-10 with day-of adjustment, and Beijing high-5-of-10.
 
-For each: numba time (best of N, threads as given), reference time (tests/analytics/reference_flex.py;
+For each: numba time (best of N, threads as given), reference time (tests/kernels/reference_flex.py;
 plain-Python references are timed on a sample of buildings and scaled per element — the table says
 which), the ratio to the vectorised numpy formulation where one exists and to a pure-Python loop per
 element; for streaming kernels the achieved GB/s against memory bandwidth measured in the same run by
@@ -36,7 +36,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "analytics"))
+sys.path.insert(0, str(ROOT / "tests" / "kernels"))
 
 import reference_flex as ref  # noqa: E402
 
