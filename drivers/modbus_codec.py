@@ -149,6 +149,11 @@ class DeviceDecoder:
             if only is not None and not only.is_bool and only.positions.tolist() == list(range(n))
             else None
         )
+        # ...and when its values also fill the buffer in order, big-endian words and bytes (bench60,
+        # most float32 meters): no gather either, the packed registers are the values
+        self._in_order = self._single is not None and (
+            self._single.index.ravel().tolist() == list(range(2 * registers))
+        )
         self._bit_pos = np.asarray(bit_pos, dtype=np.intp)
         self._bit_idx = np.asarray(bit_idx, dtype=np.intp)
         self._strings = tuple(strings)
@@ -173,6 +178,10 @@ class DeviceDecoder:
         self, responses: Sequence[Sequence[int] | Sequence[bool]]
     ) -> tuple[np.ndarray, tuple[str | None, ...] | None]:
         """``responses[i]`` answers ``plan.requests[i]``; returns (values, texts or None)."""
+        if self._in_order:
+            out = np.frombuffer(self.register_buffer(responses), dtype=self._single.dtype).astype(np.float64)
+            self._scale(out)
+            return out, None
         if self._single is not None:
             g = self._single
             out = self.register_buffer(responses)[g.index].view(g.dtype)[:, 0].astype(np.float64)

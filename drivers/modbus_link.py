@@ -63,6 +63,20 @@ def line_key(link: TcpLink | SerialLink) -> tuple[str, ...]:
 class ModbusLine:
     """The single owner of one connection; callers hold :attr:`lock` around each exchange."""
 
+    __slots__ = (  # one per TCP device in the usual layout: no __dict__ each
+        "_backstop_s",
+        "_client",
+        "ever_connected",
+        "frame_gap_s",
+        "link",
+        "lock",
+        "logger",
+        "name",
+        "quiet_until",
+        "rtu",
+        "silent_timeouts",
+    )
+
     def __init__(
         self, link: TcpLink | SerialLink, *, frame_gap_s: float, timeout_s: float, logger: logging.Logger
     ) -> None:

@@ -168,6 +168,11 @@ class MqttSource:
         self.stats.acked += 1
         return True
 
+    def drop(self, reason: str) -> None:
+        """Close the connection and reconnect: the broker then redelivers every unacknowledged message."""
+        if self._client is not None and not self._lost:
+            self._connection_lost(reason)
+
     # -- connecting ----------------------------------------------------------------------------
     async def _reconnect(self) -> None:
         """Connect to the next broker, with capped exponential backoff between failed attempts."""
@@ -300,12 +305,14 @@ class MqttSource:
         self._wake.set()
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        buffer = _ReadBuffer(client._sock_recv)
+        client._sock_recv = buffer  # type: ignore[method-assign]
+
         def readable() -> None:
             try:
-                while True:
-                    client.loop_read()
-                    pending = getattr(client._sock, "pending", None)  # TLS: bytes decrypted but unread
-                    if pending is None or pending() <= 0:
+                while client.loop_read() == paho.MQTT_ERR_SUCCESS and client._sock is not None:
+                    tls_pending = getattr(client._sock, "pending", None)  # TLS: decrypted, not yet read
+                    if buffer.pending() <= 0 and (tls_pending is None or tls_pending() <= 0):
                         break
             except Exception as exc:  # paho raises socket/ssl errors straight from the read
                 if client is self._client:
@@ -314,9 +321,17 @@ class MqttSource:
         self._on_loop(client, sock, lambda: self._loop.add_reader(sock.fileno(), readable))  # type: ignore[union-attr]
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        if sock.fileno() >= 0:
-            self._loop.remove_reader(sock.fileno())  # type: ignore[union-attr]
-            self._loop.remove_writer(sock.fileno())  # type: ignore[union-attr]
+        fd = sock.fileno()
+        if fd < 0:
+            return
+        loop = self._loop
+        assert loop is not None
+        if threading.get_ident() == self._loop_thread:
+            loop.remove_reader(fd)
+            loop.remove_writer(fd)
+        else:  # closed by a failed connect in the executor thread
+            loop.call_soon_threadsafe(loop.remove_reader, fd)
+            loop.call_soon_threadsafe(loop.remove_writer, fd)
 
     def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         def writable() -> None:
@@ -343,3 +358,27 @@ class MqttSource:
     def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         if sock.fileno() >= 0:
             self._loop.remove_writer(sock.fileno())  # type: ignore[union-attr]
+
+
+class _ReadBuffer:
+    """paho reads a packet in three ``recv`` calls (type, length, body); one 64 KiB ``recv`` serves
+    hundreds of small PUBLISH packets instead, and the reader loops while bytes remain buffered
+    (the socket is not readable for them any more)."""
+
+    def __init__(self, recv: Any) -> None:
+        self._recv = recv
+        self._data = b""
+        self._pos = 0
+
+    def pending(self) -> int:
+        return len(self._data) - self._pos
+
+    def __call__(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._data):
+            data = self._recv(65536)  # BlockingIOError and b"" (closed) go to paho as they are
+            if not data:
+                return data
+            self._data, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + bufsize, len(self._data))
+        return self._data[start:self._pos]

@@ -83,14 +83,16 @@ class AnalyticsSection(_Strict):
     @property
     def interval_ns(self) -> int:
         seconds = self.interval_s if self.interval_s is not None else self.interval_min * 60.0
-        return int(round(seconds * 1e9))
+        return round(seconds * 1e9)
 
 
 def factor_region(grid_region: str) -> str:
     return FACTOR_REGION.get(grid_region, grid_region)
 
 
-def check_analytics(section: AnalyticsSection | None, config: Any, devices: list[Any], problem: Any) -> list[ConfigProblem]:
+def check_analytics(
+    section: AnalyticsSection | None, config: Any, devices: list[Any], problem: Any
+) -> list[ConfigProblem]:
     """Cross-checks of the section against the rest of the site; ``problem(loc, message)`` locates one."""
     if section is None:
         return []
@@ -108,7 +110,7 @@ def check_analytics(section: AnalyticsSection | None, config: Any, devices: list
                 out.append(problem(("analytics", "emissions", "factor_files", i), f"no such file {f!r}"))
                 return out
     parks = {p.name: p for p in config.parks}
-    for i, b in enumerate(config.buildings):
+    for b in config.buildings:
         region = factor_region(b.grid_region or (parks[b.park].grid_region if b.park in parks else "national"))
         try:
             grid_factor(em.regime, region, em.data_year, paths=files)

@@ -19,8 +19,9 @@ Counter readings become interval energy with :func:`analytics.interval_energy` (
 "Cumulative counters": rollover vs reset, gaps NaN, clock jitter snapped or apportioned), the wrap
 from the point (``Point.counter_wrap``: 2^bits × scale × ratio). Several devices on one channel are
 summed (NaN if any is missing); a building with no device on a channel has 0 there (no PV means no
-PV energy). State of charge (``soc_pct``) is read at grid points: the last reading at or before the
-point, snapped like counters (10 % of the interval), and no older than one interval.
+PV energy), except grid import and export, which are unknown (NaN) without a grid meter. State of
+charge (``soc_pct``) is read at grid points: the last reading at or before the point, snapped like
+counters (10 % of the interval), and no older than one interval.
 """
 
 from __future__ import annotations
@@ -124,13 +125,14 @@ def building_channels(
     ``p_max_kw`` is the plausible maximum power of a metered circuit: a wrapped decrease above
     ``p_max_kw × Δt`` is a reset, not a rollover; ``None`` accepts every decrease that fits the wrap.
     """
-    energy = {c: np.zeros(n_intervals) for c in CHANNELS}
+    mine = [r for r in readings if r.building == building]
+    # without a grid meter the building's import is unknown, not zero
+    unknown = () if any(r.role == "grid_meter" for r in mine) else ("grid_import", "grid_export")
+    energy = {c: np.full(n_intervals, np.nan if c in unknown else 0.0) for c in CHANNELS}
     devices: dict[str, list[str]] = {c: [] for c in CHANNELS}
     rollovers = resets = 0
     gap = 0.0
-    for r in readings:
-        if r.building != building:
-            continue
+    for r in mine:
         for channel, (role, candidates) in CHANNEL_SOURCES.items():
             if r.role != role:
                 continue

@@ -1,4 +1,4 @@
-"""``pedf`` — the command line: check, run, simulate, status, demo, deadletter."""
+"""``pedf`` — the command line: check, run, simulate, status, demo, analyze, deadletter."""
 
 from __future__ import annotations
 
@@ -136,6 +136,22 @@ def cmd_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from gateway.analyze import run_analyze
+
+    site = _load(args.site)
+    try:
+        asyncio.run(run_analyze(
+            site, start=args.start, end=args.end, source=args.source, out=args.out, fmt=args.format,
+            regime=args.regime, year=args.year, residual=args.residual, write_influx=args.write_influx,
+            journal_path=args.journal, influx_url=args.influx_url, influx_db=args.influx_db,
+            interval_s=args.interval_s, p_max_kw=args.p_max_kw))
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+        print(f"pedf analyze: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pedf", description="PEDF building gateway and analytics")
     p.add_argument("--log-format", choices=["text", "json"], default="text")
@@ -176,6 +192,25 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--device-class", default="pv_inverter", help="measurement name for its samples")
     sc.add_argument("-o", "--output", help="write the profile to this file")
     sc.set_defaults(func=cmd_scan)
+
+    an = sub.add_parser("analyze", help="energy balance, emissions and flexibility of a period: tables, report, plots")
+    an.add_argument("site")
+    an.add_argument("--from", dest="start", required=True, help="date or ISO time (site-local without an offset)")
+    an.add_argument("--to", dest="end", help="date or ISO time, exclusive (default: now)")
+    an.add_argument("--source", default="journal", help="journal | csv:PATH | parquet:PATH | influx")
+    an.add_argument("--journal", help="journal path (default: the site file's journal.path)")
+    an.add_argument("--influx-url", help="InfluxDB 1.x URL to read from / write to (default: the site's sink)")
+    an.add_argument("--influx-db", help="InfluxDB 1.x database (default: the sink's, or pedf)")
+    an.add_argument("--out", default="analysis", help="output folder for tables, plots and the report")
+    an.add_argument("--format", choices=["md", "html"], default="md")
+    an.add_argument("--regime", help="location-based factor regime, e.g. mee_nbs_grid_average")
+    an.add_argument("--year", type=int, help="factor data year (required with --regime without analytics:)")
+    an.add_argument("--residual", help="residual factor REGIME/REGION/YEAR for market-based Scope 2")
+    an.add_argument("--interval-s", type=float, help="interval in seconds (default: analytics: or 900)")
+    an.add_argument("--p-max-kw", type=float, help="plausible circuit maximum, tells a rollover from a reset")
+    an.add_argument("--write-influx", action="store_true",
+                    help="write energy_kpi, emissions, flexibility to InfluxDB (--influx-url or the site's sinks)")
+    an.set_defaults(func=cmd_analyze)
 
     dl = sub.add_parser("deadletter", help="lines a database refused, kept aside")
     dl_sub = dl.add_subparsers(dest="action", required=True)

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from drivers.point_spec import Point
-from gateway.errors import ConfigProblem
 from gateway.analytics_config import AnalyticsSection
+from gateway.errors import ConfigProblem
 from gateway.mqtt_config import MqttSection
 from gateway.yaml_source import Loc, YamlDocument
 

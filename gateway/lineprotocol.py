@@ -26,9 +26,10 @@ Values: a NaN (not reported) or ±inf field is left out, and a row with no field
 
 Two encoders, same output values:
 
-- the default, pure Python: per series one ``%``-format string (escaped prefix and field keys
-  already in it, ``%r`` per float), so a row is one C-level ``fmt % values``; rows with fields left
-  out use a format cached per pattern of present fields.  Its text is exactly ``repr``'s.
+- the default, pure Python: one ``%``-format string per field layout (escaped field keys already in
+  it, ``%r`` per float), shared by every series with those fields, so a row is one C-level
+  ``fmt % (prefix, *values, ts)``; rows with fields left out use a format cached per pattern of
+  present fields.  Its text is exactly ``repr``'s.
 - ``compiled=True`` (or ``PEDF_LP_ENCODER=compiled`` in the environment): one numba kernel per batch
   (:mod:`gateway._lp_kernels`), 3–5× faster on full-precision doubles, but importing numba costs
   ~60 MB of resident memory, so the gateway does not load it unless asked
@@ -82,21 +83,30 @@ class EncodableRow(Protocol):
 
 
 @dataclass(slots=True)
+class _Layout:
+    """What a series' fields decide, shared by every series with the same fields (a profile's devices)."""
+
+    keys: tuple[str, ...]  # "field_key=" per field, escaped
+    kinds: tuple[str, ...]
+    fmt: str | None  # "%s" (the prefix) + "key=%r,…" + " %d"; None when there is a string field
+    fmt_b: bytes | None  # the same as bytes: a write body is built without a str join and encode
+    bools: tuple[int, ...]  # positions of bool fields (written true/false through %s)
+    ints: tuple[int, ...]  # positions of int fields (range-checked)
+    masked: dict[bytes, tuple[str, bytes]] = field(default_factory=dict)  # formats by present fields
+
+
+@dataclass(slots=True)
 class _Plan:
     index: int  # position in the compiled kernel's tables, -1 when not there (string field, or pure Python)
     prefix: str  # "measurement,tag=value "
-    keys: tuple[str, ...]  # "field_key=" per field, escaped
-    kinds: tuple[str, ...]
-    fmt: str | None  # "prefix key=%r,… %d" with every field; None when the series has a string field
-    bools: tuple[int, ...]  # positions of bool fields (written true/false through %s)
-    ints: tuple[int, ...]  # positions of int fields (range-checked)
-    masked: dict[bytes, str] = field(default_factory=dict)  # formats by pattern of present fields
+    prefix_b: bytes
+    layout: _Layout
 
 
-def _fmt(prefix: str, keys: Iterable[str], kinds: Iterable[str]) -> str:
-    """A %-format of one line; the names' own ``%`` signs are doubled."""
+def _fmt(keys: Iterable[str], kinds: Iterable[str]) -> str:
+    """A %-format of one line, the prefix as its first argument; the keys' own ``%`` signs are doubled."""
     body = ",".join(k.replace("%", "%%") + _SPEC[kind] for k, kind in zip(keys, kinds, strict=True))
-    return f"{prefix.replace('%', '%%')}{body} %d"
+    return f"%s{body} %d"
 
 
 def _use_compiled(compiled: bool | None) -> bool:
@@ -119,6 +129,7 @@ class LineEncoder:
         self.precision = precision
         self._divisor = _DIVISOR[precision]
         self._plans: dict[int, _Plan] = {}
+        self._layouts: dict[tuple[tuple[str, ...], tuple[str, ...]], _Layout] = {}
         self.compiled = _use_compiled(compiled)
         self._tables = None
         if self.compiled:
@@ -133,17 +144,19 @@ class LineEncoder:
         key = self.key_lookup(series_id)
         tags = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in key.tags if k and v)
         prefix = f"{escape_measurement(key.measurement)}{tags} "
-        keys = tuple(escape_key(f) + "=" for f in key.fields)
-        kinds = tuple(key.kinds)
-        index, fmt = -1, None
-        if "str" not in kinds:
-            fmt = _fmt(prefix, keys, kinds)
-            if self._tables is not None:
-                index = self._tables.add(prefix, keys, kinds)
-        plan = _Plan(index, prefix, keys, kinds, fmt,
-                     tuple(i for i, k in enumerate(kinds) if k == "bool"),
-                     tuple(i for i, k in enumerate(kinds) if k == "int"))
-        self._plans[series_id] = plan
+        layout = self._layouts.get((key.fields, key.kinds))
+        if layout is None:
+            kinds = tuple(key.kinds)
+            keys = tuple(escape_key(f) + "=" for f in key.fields)
+            fmt = None if "str" in kinds else _fmt(keys, kinds)
+            layout = self._layouts[(key.fields, key.kinds)] = _Layout(
+                keys, kinds, fmt, None if fmt is None else fmt.encode(),
+                tuple(i for i, k in enumerate(kinds) if k == "bool"),
+                tuple(i for i, k in enumerate(kinds) if k == "int"))
+        index = -1
+        if self._tables is not None and layout.fmt is not None:
+            index = self._tables.add(prefix, layout.keys, layout.kinds)
+        plan = self._plans[series_id] = _Plan(index, prefix, prefix.encode(), layout)
         return plan
 
     def forget(self, series_id: int) -> None:
@@ -169,54 +182,54 @@ class LineEncoder:
         return flat
 
     # -- pure Python -----------------------------------------------------------------------------
-    def _python_lines(self, rows: Sequence[EncodableRow]) -> list[str]:
+    def _python_lines(self, rows: Sequence[EncodableRow], as_bytes: bool) -> list:
+        """One line per row with a field left: ``bytes`` lines for a write body, else ``str``."""
         plans = self._plans_of(rows)
-        widths = [len(p.kinds) for p in plans]
+        widths = [len(p.layout.kinds) for p in plans]
         ends = np.cumsum(widths)
         flat = self._flat_values(rows, widths, int(ends[-1]))
         finite = np.isfinite(flat)
         bad_rows: frozenset[int] | tuple[()] = ()
         if not finite.all():
             bad_rows = frozenset(np.searchsorted(ends, np.flatnonzero(~finite), side="right").tolist())
-        allv = flat.tolist()
+        true, false = (b"true", b"false") if as_bytes else ("true", "false")
         div = self._divisor
-        lines: list[str] = []
+        lines: list = []
         append = lines.append
         start = 0
         for i, (row, plan) in enumerate(zip(rows, plans, strict=True)):
-            stop = start + len(plan.kinds)
-            vals = allv[start:stop]
-            fmt = plan.fmt
+            layout = plan.layout
+            stop = start + len(layout.kinds)
+            vals = row.values.tolist()  # per row: a batch's worth of float objects never lives at once
+            fmt = layout.fmt_b if as_bytes else layout.fmt
             ts = row.ts_ns if div == 1 else row.ts_ns // div
-            if fmt is None or (plan.ints and not _ints_fit(vals, plan.ints)):
+            if fmt is None or (layout.ints and not _ints_fit(vals, layout.ints)):
                 line = self._general(plan, vals, row.texts, ts)
                 if line is not None:
-                    append(line)
+                    append(line.encode() if as_bytes else line)
             elif i in bad_rows:
                 mask = finite[start:stop].tobytes()
-                masked = plan.masked.get(mask)
-                if masked is None:
-                    masked = self._masked_fmt(plan, mask)
-                if masked:
-                    for j in plan.bools:
-                        vals[j] = "true" if vals[j] else "false"
-                    append(masked % (*compress(vals, mask), ts))
+                pair = layout.masked.get(mask) or self._masked_fmt(layout, mask)
+                if pair[0]:
+                    for j in layout.bools:
+                        vals[j] = true if vals[j] else false
+                    append(pair[as_bytes] % (plan.prefix_b if as_bytes else plan.prefix, *compress(vals, mask), ts))
             else:
-                for j in plan.bools:
-                    vals[j] = "true" if vals[j] else "false"
-                append(fmt % (*vals, ts))
+                for j in layout.bools:
+                    vals[j] = true if vals[j] else false
+                append(fmt % (plan.prefix_b if as_bytes else plan.prefix, *vals, ts))
             start = stop
         return lines
 
     @staticmethod
-    def _masked_fmt(plan: _Plan, mask: bytes) -> str:
-        """The format of a row whose present fields are ``mask`` ("" when none is)."""
-        if len(plan.masked) >= _MASKED_CACHE:
-            plan.masked.clear()
-        keys = list(compress(plan.keys, mask))
-        fmt = _fmt(plan.prefix, keys, compress(plan.kinds, mask)) if keys else ""
-        plan.masked[mask] = fmt
-        return fmt
+    def _masked_fmt(layout: _Layout, mask: bytes) -> tuple[str, bytes]:
+        """The formats (str, bytes) of a row whose present fields are ``mask`` (empty when none is)."""
+        if len(layout.masked) >= _MASKED_CACHE:
+            layout.masked.clear()
+        keys = list(compress(layout.keys, mask))
+        fmt = _fmt(keys, compress(layout.kinds, mask)) if keys else ""
+        pair = layout.masked[mask] = (fmt, fmt.encode())
+        return pair
 
     # -- compiled --------------------------------------------------------------------------------
     def _run_kernel(self, rows: Sequence[EncodableRow]) -> tuple[np.ndarray, np.ndarray, int, list[_Plan]]:
@@ -255,7 +268,7 @@ class LineEncoder:
         if not rows:
             return b""
         if not self.compiled:
-            return "\n".join(self._python_lines(rows)).encode()
+            return b"\n".join(self._python_lines(rows, True))
         out, line_end, pos, plans = self._run_kernel(rows)
         if (line_end == -2).any():
             return "\n".join(self._merge(rows, plans, out, line_end)).encode()
@@ -267,7 +280,7 @@ class LineEncoder:
         if not rows:
             return []
         if not self.compiled:
-            return self._python_lines(rows)
+            return self._python_lines(rows, False)
         out, line_end, pos, plans = self._run_kernel(rows)
         if not (line_end == -2).any():
             return out[:pos - 1].tobytes().decode().split("\n") if pos else []
@@ -282,7 +295,7 @@ class LineEncoder:
     def _general(plan: _Plan, vals: Sequence[float], texts: Sequence[str | None] | None,
                  ts: int) -> str | None:
         parts = []
-        for i, (key, kind, v) in enumerate(zip(plan.keys, plan.kinds, vals, strict=True)):
+        for i, (key, kind, v) in enumerate(zip(plan.layout.keys, plan.layout.kinds, vals, strict=True)):
             if kind == "str":
                 text = None if texts is None else texts[i]
                 if text is not None:

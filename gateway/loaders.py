@@ -134,6 +134,7 @@ def load_table(path: str | Path, site: Site, start_ns: int, end_ns: int) -> list
     building_col, role_col = text("building"), text("role")
     long = "field" in names
     field_col = text("field") if long else None
+    values = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64) if long else None
     out = []
     for name in sorted(set(device_col[keep])):
         rows = keep & (device_col == name)
@@ -144,7 +145,6 @@ def load_table(path: str | Path, site: Site, start_ns: int, end_ns: int) -> list
         if not building or not role:
             raise ValueError(f"{path}: device {name!r} is not in the site file: give building and role columns")
         if long:
-            values = table.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
             fields = {}
             for f in sorted(set(field_col[rows]) & set(NEEDED_FIELDS)):
                 sel = rows & (field_col == f)

@@ -16,6 +16,7 @@ flag, MQTT 5.0 §3.3.1.1) within the window reuses that time, so it overwrites t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -30,6 +31,7 @@ import numpy as np
 from drivers import mqtt_decoders as dec
 from drivers.mqtt_source import BrokerEndpoint, InboundMessage, MqttSource
 from drivers.mqtt_topics import TopicTemplate, parse_template
+from gateway.errors import JournalError
 from gateway.journal import Journal
 from gateway.mqtt_config import MqttBroker, MqttSection, Subscription
 from gateway.series import Sample, SeriesKey
@@ -107,33 +109,84 @@ class MqttIngest:
         async with self.make_source() as source:
             self.source = source
             async for batch in source:
-                await self.handle(batch, source.ack)
+                try:
+                    await self.handle(batch, source.ack)
+                except JournalError as exc:  # nothing acknowledged: reconnect so the broker redelivers
+                    log.error("MQTT ingest: journal failed, reconnecting for redelivery: %s", exc)
+                    source.drop(f"journal failed: {exc}")
+                    await asyncio.sleep(1.0)
 
     # -- one batch -----------------------------------------------------------------------------
     async def handle(self, batch: list[InboundMessage], ack: Callable[[InboundMessage], bool]) -> None:
-        """Decode and append every message; dead letters are stored (then acked) before returning."""
+        """Decode and append every message; dead letters are stored (then acked) before returning.
+
+        Acknowledgements hang on the last future of each run of appends made without an await in
+        between: such a run joins one commit group (Journal._flush takes all that is pending), so
+        that future resolving means the whole run is committed."""
         dead: list[tuple[InboundMessage, str, str]] = []
         c = self.counters
+        c["received"] += len(batch)
+        run: list[InboundMessage] = []
+        last: asyncio.Future[int] | None = None
         for msg in batch:
-            c["received"] += 1
-            c["qos1" if msg.qos else "qos0"] += 1
-            if msg.dup:
-                c["redelivered"] += 1
-            if msg.qos == 0 and self._outstanding >= self.max_outstanding:
-                c["dropped_qos0"] += 1  # bounded memory: QoS 0 may be dropped, and is counted
-                continue
+            if msg.qos:
+                c["qos1"] += 1
+                if msg.dup:
+                    c["redelivered"] += 1
+            else:
+                c["qos0"] += 1
+                if self._outstanding + len(run) >= self.max_outstanding:
+                    c["dropped_qos0"] += 1  # bounded memory: QoS 0 may be dropped, and is counted
+                    continue
             try:
-                reason = await self._one(msg, ack)
+                found = self._decode(msg, ack)
+                if found is None:
+                    continue
+                if isinstance(found, str):
+                    dead.append((msg, msg.topic.decode("utf-8", "backslashreplace"), found))
+                    continue
+                route, tags, decoded = found
+                key = (route.measurement, tags, decoded.fields)
+                sid = self._series.get(key)
+                ts = decoded.ts_ns
+                if sid is None or (ts is None and msg.dup):  # an await: close the run first
+                    self._hang_acks(run, last, ack)
+                    run, last = [], None
+                if sid is None:
+                    sid = await self.journal.series_id(SeriesKey(route.measurement, tags, decoded.fields,
+                                                                 ("float",) * len(decoded.fields)))
+                    self._series[key] = sid
+                arrival = None
+                if ts is None:
+                    digest = arrival_digest(msg.topic, msg.payload)
+                    ts = msg.arrival_ns
+                    if msg.dup:
+                        first = await self.journal.first_arrival(digest)
+                        if first is not None:
+                            ts = first
+                            c["arrival_reused"] += 1
+                    arrival = (digest, ts)
+                last = self.journal.append(Sample(sid, ts, np.array(decoded.values, dtype=np.float64)), arrival)
+                run.append(msg)
+            except JournalError:
+                raise
             except Exception as exc:  # a decoder bug must not stall the subscription
-                reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
-            if reason is not None:
-                topic = msg.topic.decode("utf-8", "backslashreplace")
-                dead.append((msg, topic, reason))
+                dead.append((msg, msg.topic.decode("utf-8", "backslashreplace"),
+                             f"internal error: {type(exc).__name__}: {exc}"[:500]))
+        self._hang_acks(run, last, ack)
         if dead:
             await self._dead_letter(dead, ack)
 
-    async def _one(self, msg: InboundMessage, ack: Callable[[InboundMessage], bool]) -> str | None:
-        """Append ``msg``'s sample (acked on commit) or return why it is rejected."""
+    def _hang_acks(self, run: list[InboundMessage], last: asyncio.Future[int] | None,
+                   ack: Callable[[InboundMessage], bool]) -> None:
+        if last is not None and run:
+            self._outstanding += len(run)
+            self.counters["samples"] += len(run)
+            last.add_done_callback(partial(self._committed, run, ack))
+
+    def _decode(self, msg: InboundMessage, ack: Callable[[InboundMessage], bool]
+                ) -> tuple[Route, tuple[tuple[str, str], ...], dec.Decoded] | str | None:
+        """(route, tags, decoded), or why ``msg`` is rejected, or None when ignored (and acked)."""
         found = self._topics.get(msg.topic, False)
         if found is False:
             found = self._route(msg.topic)
@@ -155,28 +208,7 @@ class MqttIngest:
             tags = tuple(sorted((*tags, ("device", decoded.device))))
         if not any(k == "device" for k, _ in tags):
             return "no device name: neither the subscription, the topic nor the payload gives one"
-        key = (route.measurement, tags, decoded.fields)
-        sid = self._series.get(key)
-        if sid is None:
-            sid = await self.journal.series_id(SeriesKey(route.measurement, tags, decoded.fields,
-                                                         ("float",) * len(decoded.fields)))
-            self._series[key] = sid
-        arrival = None
-        ts = decoded.ts_ns
-        if ts is None:
-            digest = arrival_digest(msg.topic, msg.payload)
-            ts = msg.arrival_ns
-            if msg.dup:
-                first = await self.journal.first_arrival(digest)
-                if first is not None:
-                    ts = first
-                    self.counters["arrival_reused"] += 1
-            arrival = (digest, ts)
-        fut = self.journal.append(Sample(sid, ts, np.array(decoded.values, dtype=np.float64)), arrival)
-        self._outstanding += 1
-        self.counters["samples"] += 1
-        fut.add_done_callback(partial(self._committed, msg, ack))
-        return None
+        return route, tags, decoded
 
     def _route(self, topic: bytes) -> tuple[Route, tuple[tuple[str, str], ...]] | None:
         if len(self._topics) >= _MAX_TOPICS:
@@ -193,14 +225,19 @@ class MqttIngest:
         self._topics[topic] = found
         return found
 
-    def _committed(self, msg: InboundMessage, ack: Callable[[InboundMessage], bool], fut: Any) -> None:
-        self._outstanding -= 1
+    def _committed(self, run: list[InboundMessage], ack: Callable[[InboundMessage], bool], fut: Any) -> None:
+        self._outstanding -= len(run)
         if fut.cancelled() or fut.exception() is not None:
-            self.counters["commit_failures"] += 1  # not acked: the broker redelivers after reconnect
+            self.counters["commit_failures"] += len(run)
+            if self.source is not None:  # not acked; a new connection makes the broker redeliver them
+                self.source.drop("journal commit failed")
             return
-        self.counters["committed"] += 1
-        if ack(msg) and msg.qos:
-            self.counters["acked"] += 1
+        self.counters["committed"] += len(run)
+        acked = 0
+        for msg in run:
+            if ack(msg) and msg.qos:
+                acked += 1
+        self.counters["acked"] += acked
 
     async def _dead_letter(self, dead: list[tuple[InboundMessage, str, str]],
                            ack: Callable[[InboundMessage], bool]) -> None:

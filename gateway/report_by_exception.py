@@ -16,11 +16,19 @@ DEFAULT_MAX_SILENT_S = 300.0
 
 
 class DeadbandFilter:
-    """Vectorised per-device filter; fields without a deadband always pass."""
+    """Vectorised per-device filter; fields without a deadband always pass.
+
+    A device without any deadband (the common case) keeps no arrays at all: at 1,000 devices the
+    four per-field arrays of an idle filter would cost ~1 MB for nothing.
+    """
+
+    __slots__ = ("active", "deadband", "last_ts", "last_value", "max_silent_ns")
 
     def __init__(self, points: Sequence[Point]) -> None:
+        self.active = any(p.deadband is not None and np.isfinite(p.deadband) for p in points)
+        if not self.active:
+            return
         self.deadband = np.array([np.nan if p.deadband is None else p.deadband for p in points], dtype=np.float64)
-        self.active = bool(np.isfinite(self.deadband).any())
         silent = [p.max_silent_s or DEFAULT_MAX_SILENT_S for p in points]
         self.max_silent_ns = np.array([int(s * 1e9) for s in silent], dtype=np.int64)
         self.last_value = np.full(len(points), np.nan)

@@ -222,6 +222,11 @@ class Gateway:
                 for key, devices in self._groups(self.site).items():
                     self._start_poller(key, devices)
                 delivery_tasks = [group.create_task(d.run(), name=f"sink {n}") for n, d in self.deliveries.items()]
+                if self.site.config.analytics is not None:
+                    from gateway.live_analytics import LiveAnalytics
+
+                    # returns once stop is set, so the group can close
+                    group.create_task(LiveAnalytics(self.site, self.journal).run(stop), name="live analytics")
                 from gateway.mqtt_ingest import start_mqtt
 
                 mqtt_tasks, self.mqtt = start_mqtt(group, self.site, self.journal)

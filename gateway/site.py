@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from drivers.point_spec import Point
 from drivers.registers import INTEGER_RANGE
+from gateway.analytics_config import check_analytics
 from gateway.config import (
     Building,
     DeviceSection,
@@ -24,7 +25,6 @@ from gateway.config import (
     _problems_from,
 )
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.analytics_config import check_analytics
 from gateway.mqtt_config import check_mqtt
 from gateway.series import SeriesKey
 from gateway.yaml_source import YamlDocument, load_yaml

@@ -128,6 +128,7 @@ def write_site(
     api_port: int,
     interval_s: float = 1.0,
     max_mb: float = 1024.0,
+    analytics: dict[str, Any] | None = None,
 ) -> Path:
     site = {
         "site": {"name": "t", "timezone": "Asia/Shanghai"},
@@ -151,6 +152,8 @@ def write_site(
         "journal": {"path": str(journal), "max_mb": max_mb},
         "api": {"host": "127.0.0.1", "port": api_port},
     }
+    if analytics is not None:
+        site["analytics"] = analytics
     path.write_text(yaml.safe_dump(site, sort_keys=False))
     return path
 

@@ -263,6 +263,21 @@ def test_single_type_layout_and_fresh_arrays(offset) -> None:
     assert second is not first and second[1] == raws[1] * 0.1 + offset
 
 
+@pytest.mark.parametrize(("word_order", "gap", "in_order"), [("big", 2, True), ("little", 2, False), ("big", 3, False)])
+def test_in_order_layout_needs_no_gather(word_order, gap, in_order) -> None:
+    # consecutive big-endian words fill the buffer in order: the packed registers are the values
+    raws = [float(np.float32(0.37 * i - 3.0)) for i in range(20)]
+    points = [Point(name=f"p{i}_kw", register="holding", address=gap * i, type="float32", word_order=word_order)
+              for i in range(20)]
+    image = {3: {gap * i + k: w for i, r in enumerate(raws)
+                 for k, w in enumerate(ref.encode(r, "float32", word_order=word_order))}}
+    plan = plan_requests(points, max_gap=4)
+    decoder = DeviceDecoder(points, plan)
+    assert decoder._in_order is in_order
+    values, _ = decoder.decode(responses_for(plan, image))
+    assert values.tolist() == raws and values.flags.writeable
+
+
 def test_scaling_past_float64_range_gives_inf_quietly() -> None:
     points = [Point(name="a_x", register="holding", address=0, type="float64", scale=10.0, offset=1.0)]
     decoder = DeviceDecoder(points, plan_requests(points))

@@ -5,7 +5,7 @@ The gateway commits in groups every 200 ms here, so at the kill it holds receive
 messages; the broker must redeliver them (the restarted gateway counts DUP messages).  The test
 counts what the publisher got PUBACKs for and finds each message's sample in the journal and in
 influxd (duplicates collapse on series + timestamp).  ``PEDF_MQTT_DURABILITY_N`` sets the count:
-10,000 by default (``make test``), 100,000 in the slow run (``PEDF_MQTT_DURABILITY_N=100000``).
+30,000 by default (``make test``, ~7 s), 100,000 in the slow run (``PEDF_MQTT_DURABILITY_N=100000``, ~20 s here).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 from harness import GatewayProcess, free_port, wait_until
 from mqtt_helpers import Publisher
 
-N = int(os.environ.get("PEDF_MQTT_DURABILITY_N", "10000"))
+N = int(os.environ.get("PEDF_MQTT_DURABILITY_N", "30000"))
 T0 = 1_700_000_000 * 10**9
 
 
@@ -56,13 +56,24 @@ def committed(gw: GatewayProcess) -> int:
         return 0
 
 
+def wait(gw: GatewayProcess, pub: Publisher, predicate, what: str, timeout: float = 120) -> None:
+    try:
+        wait_until(predicate, timeout, what=what)
+    except TimeoutError as exc:
+        try:
+            status = gw.status().get("mqtt")
+        except OSError as err:
+            status = f"no status: {err}"
+        raise AssertionError(f"{exc}; published {pub.sent}; gateway: {status}; "
+                             f"log: {gw.log.read_text(errors='replace')[-1500:]}") from None
+
+
 def test_every_message_survives_a_broker_restart_and_a_gateway_kill(tmp_path: Path, mosquitto, influxd) -> None:
     influxd.create_database("pedf")
     journal = tmp_path / "journal.db"
     api_port = free_port()
     site = write_mqtt_site(tmp_path / "site.yaml", journal, api_port, mosquitto.port, influxd.url)
     pub = Publisher(mosquitto.port, client_id="durability-publisher")
-    pub.client.reconnect_delay_set(0.1, 0.5)
     done = threading.Event()
     errors: list[BaseException] = []
 
@@ -70,7 +81,7 @@ def test_every_message_survives_a_broker_restart_and_a_gateway_kill(tmp_path: Pa
         try:
             for start in range(0, N, 500):
                 pub.publish([(f"pedf/b/m{i % 10}/telemetry", json.dumps({"ts": T0 + i * 1000, "p": i * 0.5, "i": i}))
-                             for i in range(start, min(N, start + 500))], timeout=120)
+                             for i in range(start, min(N, start + 500))], timeout=10)
                 time.sleep(0.02)
         except BaseException as exc:  # reported by the test thread
             errors.append(exc)
@@ -80,16 +91,16 @@ def test_every_message_survives_a_broker_restart_and_a_gateway_kill(tmp_path: Pa
     with GatewayProcess(tmp_path, site, api_port) as gw:
         thread = threading.Thread(target=publish_all)
         thread.start()
-        wait_until(lambda: committed(gw) >= N // 5, 120, what="a fifth committed")
+        wait(gw, pub, lambda: committed(gw) >= N // 5, "a fifth committed")
         mosquitto.restart()  # SIGTERM: the broker saves sessions and queues, then starts again
-        wait_until(lambda: committed(gw) >= N // 2, 120, what="half committed after the broker restart")
+        wait(gw, pub, lambda: committed(gw) >= N // 2, "half committed after the broker restart")
         gw.kill()  # SIGKILL with a 200 ms group open: received, not committed, not acknowledged
         before_restart = journal_distinct(journal)
         gw.start()
         thread.join(300)
         assert done.is_set() and not errors, errors
         assert pub.sent == N  # every message has its PUBACK from the broker
-        wait_until(lambda: journal_distinct(journal) >= N, 120, what="every message in the journal")
+        wait(gw, pub, lambda: journal_distinct(journal) >= N, "every message in the journal")
         status = gw.status()["mqtt"]["mqtt"]
         wait_until(lambda: influxd.query('SELECT count(p_kw) FROM meter', db="pedf") and
                    influxd.query('SELECT count(p_kw) FROM meter', db="pedf")[0]["count"] >= N, 120,

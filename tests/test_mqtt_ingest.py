@@ -224,3 +224,27 @@ async def test_reconnects_with_backoff_and_resubscribes_after_a_broker_restart(m
         await wait_for(lambda: ingest.counters["acked"] >= 1, 10, "message after reconnect")
         pub.close()
         assert ingest.source.stats.disconnects >= 1
+
+
+async def test_demo_embedded_broker_and_submeters_reach_the_journal(tmp_path: Path) -> None:
+    """``make demo`` without a broker: amqtt (MQTT 3.1.1) in process, Tasmota and Shelly sub-meters."""
+    from gateway.mqtt_config import MqttSection
+    from gateway.mqtt_demo import SubMeterPublisher, demo_mqtt_section, embedded_broker
+
+    port = free_port()
+    async with embedded_broker(port):
+        sec = MqttSection.model_validate(demo_mqtt_section(port, building="b"))
+        publisher = SubMeterPublisher(port, speed=3600.0, period_s=0.05, start_hour=12.0)  # an hour per second
+        stop = asyncio.Event()
+        async with running_ingest(sec, tmp_path / "j.db") as (ingest, journal):
+            task = asyncio.create_task(publisher.run(stop))
+            await wait_for(lambda: ingest.counters["committed"] >= 20, 20, "sub-meter samples")
+            stop.set()
+            await task
+            await wait_for(lambda: ingest.counters["committed"] == publisher.published, 10, "all committed")
+            rows = await rows_by_series(journal)
+            assert ingest.counters["acked"] == publisher.published  # QoS 1 acks after commit, through amqtt
+    lighting = rows[("sub_meter", tags(building="b", device="lighting_meter"))]
+    rack = rows[("sub_meter", tags(building="b", device="it_rack"))]
+    assert lighting[-1][1]["p_kw"] == pytest.approx(6.0) and lighting[-1][1]["e_import_kwh"] > 0
+    assert rack[-1][1]["switch0_e_import_kwh"] == pytest.approx(publisher.totals()["it_rack"], abs=1e-3)

@@ -103,9 +103,16 @@ class Delivery:
         deadline = time.monotonic() + self.max_age_s
         while len(rows) < self.batch_lines:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not await self.journal.wait_for_data(rows[-1].seq, remaining):
+            if remaining <= 0:
                 break
-            rows += await self.journal.read(self.name, self.batch_lines - len(rows), after_seq=rows[-1].seq)
+            # seqs are contiguous after the cursor: wait (on commits, no disk read) until the rest of a
+            # full batch is committed or the deadline passes, then read once — not once per group commit
+            need = self.batch_lines - len(rows)
+            await self.journal.wait_for_data(rows[-1].seq + need - 1, remaining)
+            more = await self.journal.read(self.name, need, after_seq=rows[-1].seq)
+            if not more:
+                break
+            rows += more
         return rows
 
     async def _deliver_rows(self, rows: list[JournalRow]) -> None:
