@@ -17,6 +17,7 @@ ORDER = [
     "bench_journal.py",
     "bench_pipeline.py",
     "bench_modbus.py",
+    "bench_mqtt.py",
     "bench_analytics_energy.py",
     "bench_analytics_flex.py",
 ]

@@ -3,9 +3,10 @@
 Each device has its own task; devices on the same physical line share one
 :class:`~drivers.modbus_link.ModbusLine` (one pymodbus client, one lock), devices on different
 lines run in parallel.  Everything that does not change between polls — the request plan, the
-decoder's index arrays, the pymodbus calls with their arguments bound (when ``run`` starts: pymodbus
-clients need a running event loop) — is built once, so a poll is: wait for the slot, one locked
-exchange per planned request, one columnar decode, one ``emit``.
+decoder's index arrays (both shared by all devices with the same points and limits), the pymodbus
+calls with their arguments bound (when ``run`` starts: pymodbus clients need a running event loop) —
+is built once, so a poll is: wait for the slot, one locked exchange per planned request, one
+columnar decode, one ``emit``.
 
 Schedule: poll slots are multiples of the device's interval since the epoch
 (``next = ceil(now / interval) × interval``) so all devices sample together and timestamps are

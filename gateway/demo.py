@@ -9,6 +9,7 @@ simulator's own totals.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.config import InfluxV1Sink
+from gateway.mqtt_demo import SubMeterPublisher, demo_mqtt_section, embedded_broker, mqtt_summary
 from gateway.service import Gateway
 from gateway.site import Site, resolve_site
 from gateway.yaml_source import load_yaml
@@ -42,12 +44,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def demo_site(path: str | Path, journal: Path) -> Site:
-    """The demo site with every device moved to a free loopback port and a fresh journal."""
+def demo_site(path: str | Path, journal: Path, mqtt_port: int | None = None) -> Site:
+    """The demo site with every device moved to a free loopback port and a fresh journal; with no
+    ``mqtt:`` section, MQTT sub-meters on the embedded broker at ``mqtt_port``."""
     doc = load_yaml(path)
     for device in doc.data.get("devices", []):
         device.setdefault("connection", {})["port"] = free_port()
     doc.data.setdefault("journal", {})["path"] = str(journal)
+    if mqtt_port is not None and "mqtt" not in doc.data:
+        doc.data["mqtt"] = demo_mqtt_section(mqtt_port, building=doc.data["buildings"][0]["name"])
     return resolve_site(doc)
 
 
@@ -109,7 +114,9 @@ async def run_demo(
     journal_path = var / "demo-journal.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal_path}{suffix}").unlink(missing_ok=True)
-    site = demo_site(path, journal_path)
+    mqtt_port = free_port()
+    site = demo_site(path, journal_path, mqtt_port)
+    embedded = site.config.mqtt is not None and site.config.mqtt.brokers[0].port == mqtt_port
     totals_path = var / "demo-simulator-totals.json"
     totals_path.unlink(missing_ok=True)
     sinks = [InfluxV1Sink(type="influxdb_v1", url=influx_url, database="pedf")] if influx_url else []
@@ -118,13 +125,22 @@ async def run_demo(
         f"demo: {len(site.devices)} simulated devices of building {site.devices[0].building}, "
         f"{simulated_s / 3600:g} simulated hours at {speed:g}x in {duration_s:.0f} s, journal {journal_path}"
     )
+    broker = contextlib.AsyncExitStack()
+    if embedded:
+        await broker.enter_async_context(embedded_broker(mqtt_port))
+        print(f"demo: no MQTT broker configured: amqtt (MQTT 3.1.1) on 127.0.0.1:{mqtt_port}, 2 MQTT sub-meters")
     sim = await start_simulator(site, speed, seed, totals_path, hold_s=hold_s, simulated_s=simulated_s)
     gateway = Gateway(site, extra_sinks=sinks, api=False)
     stop = asyncio.Event()
+    publisher_stop = asyncio.Event()
+    publisher = SubMeterPublisher(mqtt_port, speed) if embedded else None
+    publishing = None
     tty = sys.stdout.isatty()
     try:
         runner = asyncio.create_task(gateway.run(stop))
         await gateway.ready.wait()
+        if publisher is not None:
+            publishing = asyncio.create_task(publisher.run(publisher_stop))
         start = time.monotonic()
         last_print = 0.0
         while (elapsed := time.monotonic() - start) < duration_s:
@@ -137,12 +153,20 @@ async def run_demo(
                 last_print = elapsed
         if tty:
             print()
+        publisher_stop.set()
+        if publishing is not None and publisher is not None:
+            await publishing
+            await _mqtt_settled(gateway, publisher.published)
         stop.set()
         await runner
     finally:
+        publisher_stop.set()
         if sim.returncode is None:
             sim.terminate()
             await sim.wait()
+        await broker.aclose()
+    if publisher is not None:
+        print("\n" + "\n".join(await mqtt_summary(journal_path, publisher)))
     return await summarize(site, journal_path, totals_path, gateway, speed)
 
 
@@ -157,6 +181,16 @@ def _counter_increase(ts_ns: np.ndarray, counter_kwh: np.ndarray, wrap_kwh: floa
         ts_ns, counter_kwh, 1_000_000_000, wrap_kwh=wrap_kwh, p_max_kw=10_000.0 * speed if wrap_kwh else None
     )
     return float(np.nansum(result.energy_kwh) + np.nansum(result.gap_energy_kwh))
+
+
+async def _mqtt_settled(gateway: Gateway, published: int, timeout_s: float = 5.0) -> None:
+    """Wait until every message the sub-meters published is committed (or dead-lettered)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ingests = gateway.status().get("mqtt", {}).values()
+        if sum(i.get("committed", 0) + i.get("dead_lettered", 0) for i in ingests) >= published:
+            return
+        await asyncio.sleep(0.05)
 
 
 async def summarize(site: Site, journal_path: Path, totals_path: Path, gateway: Gateway, speed: float) -> int:

@@ -43,5 +43,7 @@ def setup_logging(fmt: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pymodbus", "asyncio", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING if noisy != "pymodbus" else logging.CRITICAL)
+    for noisy in ("asyncio", "aiohttp.access", "amqtt", "transitions"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymodbus logs every failed request itself; the gateway counts and logs them with device context
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

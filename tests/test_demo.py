@@ -26,3 +26,9 @@ def test_demo_runs_ends_by_itself_and_the_balance_matches_the_simulator(tmp_path
     for term in ("grid import", "ac load", "dc load", "battery discharge", "losses"):
         assert abs(float(terms[term]) - float(totals[term])) <= 0.02 + 1e-3 * abs(float(totals[term])), term
     assert (tmp_path / "var" / "demo-journal.db").exists()
+    # both protocols: MQTT sub-meters on the embedded broker, their counters as published
+    mqtt = re.findall(r"^  (\w+)\s+(\d+) samples\s+([\d.]+) \|\s+([\d.]+)$", text, flags=re.M)
+    assert len(mqtt) == 2, text[-2000:]
+    for _name, samples, journal_kwh, published_kwh in mqtt:
+        assert int(samples) > 5 and float(journal_kwh) > 0
+        assert abs(float(journal_kwh) - float(published_kwh)) < 1e-3

@@ -248,3 +248,23 @@ async def test_demo_embedded_broker_and_submeters_reach_the_journal(tmp_path: Pa
     rack = rows[("sub_meter", tags(building="b", device="it_rack"))]
     assert lighting[-1][1]["p_kw"] == pytest.approx(6.0) and lighting[-1][1]["e_import_kwh"] > 0
     assert rack[-1][1]["switch0_e_import_kwh"] == pytest.approx(publisher.totals()["it_rack"], abs=1e-3)
+
+
+async def test_a_failed_commit_is_not_acknowledged_and_is_redelivered(mosquitto, tmp_path: Path) -> None:
+    sec = section(mosquitto.port, SUBS[:1], reconnect_min_s=0.1)
+    pub = Publisher(mosquitto.port)
+    async with running_ingest(sec, tmp_path / "j.db") as (ingest, journal):
+        await asyncio.to_thread(pub.publish, [("pedf/b/m/telemetry", json.dumps({"ts": TS, "data": {"power_w": 0}}))])
+        await wait_for(lambda: ingest.counters["acked"] >= 1, 10, "series known")
+        await journal._run(lambda: journal._db.execute("PRAGMA query_only=1"))  # SQLite now refuses writes
+        await asyncio.to_thread(pub.publish, [("pedf/b/m/telemetry", json.dumps({"ts": TS + i, "data": {"power_w": i}}))
+                                              for i in range(1, 6)])
+        await wait_for(lambda: ingest.counters["commit_failures"] >= 1, 10, "a failed commit")
+        assert ingest.counters["acked"] == 1
+        await journal._run(lambda: journal._db.execute("PRAGMA query_only=0"))
+        await wait_for(lambda: ingest.counters["acked"] >= 6, 15, "redelivered and committed")
+        rows = await rows_by_series(journal)
+        assert ingest.source.stats.connects >= 2 and ingest.counters["redelivered"] >= 5
+    pub.close()
+    assert sorted({ts for ts, _ in rows[("meter", tags(building="b", device="m"))]}) == [
+        (TS + i) * 10**9 for i in range(6)]
