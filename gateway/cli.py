@@ -44,7 +44,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gateway.service import Gateway
+    from gateway.service import Gateway, tune_gc
 
     site = _load(args.site)
     gateway = Gateway(site, journal_path=args.journal)
@@ -55,7 +55,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
-        await gateway.run(stop, on_ready=lambda: print("ready", flush=True))
+        def ready() -> None:
+            tune_gc()
+            print("ready", flush=True)
+
+        await gateway.run(stop, on_ready=ready)
 
     asyncio.run(main())
     return 0

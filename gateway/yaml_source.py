@@ -85,13 +85,12 @@ def _convert(node: yaml.Node, loc: Loc, doc: YamlDocument, env: Mapping[str, str
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, loc + (i,), doc, env, problems) for i, item in enumerate(node.value)]
-    value = _SCALARS.construct_object(node, deep=True)
+    loader = yaml.SafeLoader("")  # one per scalar: a shared loader would keep every node alive
+    value = loader.construct_object(node, deep=True)
+    loader.dispose()
     if isinstance(value, str) and "${" in value:
         return _substitute(value, loc, doc, env, problems)
     return value
-
-
-_SCALARS = yaml.SafeLoader("")
 
 
 def _substitute(value: str, loc: Loc, doc: YamlDocument, env: Mapping[str, str], problems: list) -> str:
