@@ -62,7 +62,7 @@ def measure_gateway(work: Path, influxd: InfluxD, n: int, seconds: float, interv
         wait_until(lambda: gw.status()["journal"]["sinks"]["influx"]["backlog_rows"] == 0, 120, what="backlog sent")
         committed = gw.status()["journal"]["committed"]
         peak_rss = gw.rss_mb("VmHWM")
-        gw.terminate(60)
+        stopped = gw.terminate(90) == 0
     in_influx = _influx_count(influxd)
     polls = _polls(st1) - _polls(st0)
     cpu = cpu1 - cpu0
@@ -79,6 +79,7 @@ def measure_gateway(work: Path, influxd: InfluxD, n: int, seconds: float, interv
         "committed": committed,
         "in_influxd": in_influx,
         "verified": in_influx == committed,
+        "clean_stop": stopped,
         "ports": [d["port"] for d in devices],
     }
 
@@ -131,7 +132,7 @@ def main() -> None:
         "\n| devices | interval | polls/s | gateway CPU-s / 1,000 polls | % of a core | peak RSS MB | bare pymodbus "
         "CPU-s / 1,000 polls | ratio | every sample in influxd |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for g, b in rows:
         print(
             f"| {g['devices']} | {g['interval_s']:g} s | {g['polls_per_s']:.0f} | {g['cpu_s_per_1000_polls']:.3f} | "
@@ -140,7 +141,7 @@ def main() -> None:
         )
     print(
         f"| {sat['devices']} | {sat['interval_s']:g} s | {sat['polls_per_s']:.0f} | {sat['cpu_s_per_1000_polls']:.3f} | "
-        f"{sat['core_pct']:.1f} | {sat['peak_rss_mb']:.0f} | - | - | {sat['verified']} ({sat['in_influxd']}) |"
+        f"{sat['core_pct']:.1f} | {sat['peak_rss_mb']:.0f} | - | - | {sat['verified']} ({sat['in_influxd']}) | {sat['clean_stop']} |"
     )
     best = min(g["cpu_s_per_1000_polls"] for g, _ in rows + [(sat, None)])
     print(

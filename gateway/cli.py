@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
+import os
 import signal
 import sys
 import urllib.error
@@ -43,6 +45,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def dump_tasks() -> None:
+    """SIGUSR1: print every asyncio task's stack to stderr (what is the service waiting for?)."""
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()} done={task.done()}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, tune_gc
 
@@ -52,9 +62,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        def request_stop() -> None:
+            # what is committed is safe on disk: a shutdown stuck for longer than the deadline says
+            # where it waits and exits, as a supervisor's SIGKILL would
+            if not stop.is_set():
+                loop.call_later(args.stop_timeout, stuck_shutdown)
+            stop.set()
+
+        def stuck_shutdown() -> None:
+            logging.getLogger("pedf.gateway").error("shutdown took longer than %s s; exiting", args.stop_timeout)
+            dump_tasks()
+            os._exit(3)
+
+        loop.add_signal_handler(signal.SIGINT, request_stop)
+        loop.add_signal_handler(signal.SIGTERM, request_stop)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
+        loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         def ready() -> None:
             tune_gc()
             print("ready", flush=True)
@@ -169,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the gateway service for a site")
     r.add_argument("site")
     r.add_argument("--journal", help="journal path (default: the site file's journal.path)")
+    r.add_argument("--stop-timeout", type=float, default=30.0, help="seconds a graceful stop may take")
     r.set_defaults(func=cmd_run)
 
     s = sub.add_parser("simulate", help="serve the site's devices from the PEDF building simulator")
