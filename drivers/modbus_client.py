@@ -257,7 +257,13 @@ class ModbusPoller:
         interval_ns = dev.interval_ns
         slot = -(-time.time_ns() // interval_ns) * interval_ns
         overrunning = False
+        task = asyncio.current_task()
         while True:
+            # Python 3.11's asyncio.wait_for (inside pymodbus' connect and request) can swallow a
+            # cancellation when the awaited call completes at the same moment (CPython gh-86296):
+            # a stop request must not be lost, or the task polls on and the shutdown never ends
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             delay = slot - time.time_ns()
             if delay > 0:
                 await asyncio.sleep(delay / 1e9)

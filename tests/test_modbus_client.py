@@ -513,3 +513,28 @@ async def test_wrong_register_count_is_counted_as_malformed(servers, caplog) -> 
     assert rec.count("odd") == 0 and stats.polls_ok == 0
     assert stats.malformed >= 4  # every attempt, retries included
     assert any("odd (unit 1, address 0): FC 3 answer with 3 values" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_cancellation_swallowed_inside_a_poll_still_stops_the_poller() -> None:
+    """Python 3.11's wait_for (inside pymodbus) can lose a cancellation that races with completion
+    (CPython gh-86296); the poll loop must still end instead of polling on forever."""
+    point = Point(name="x_kw", register="holding", address=0, type="float32")
+    spec = ModbusDeviceSpec(name="d", link=TcpLink("127.0.0.1", 1), unit_id=1, points=(point,), interval_s=0.01)
+    polls = 0
+
+    class SwallowingPoller(ModbusPoller):
+        async def _poll(self, dev: object, slot: int) -> None:  # what the race leaves behind
+            nonlocal polls
+            polls += 1
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                return
+
+    poller = SwallowingPoller([spec], lambda *a: None)
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(task), 2)
+    assert task.cancelled() and polls >= 1
