@@ -38,4 +38,11 @@ def render_status(st: dict) -> str:
             f"oldest unsent {_age(backlog.get('oldest_unsent_ns'))}, sent {sink.get('sent_lines', '?')} lines, "
             f"dead-lettered {sink.get('dead_lettered', 0)}, last error {sink.get('last_error') or '-'}"
         )
+    for name, mqtt in sorted(st.get("mqtt", {}).items()):
+        connection = mqtt.get("connection") or {}
+        lines.append(
+            f"  mqtt {name}: received {mqtt.get('received', 0)}, committed {mqtt.get('committed', 0)}, "
+            f"acked {mqtt.get('acked', 0)}, dead-lettered {mqtt.get('dead_lettered', 0)}, "
+            f"outstanding {mqtt.get('outstanding', 0)}, connected {connection.get('connected', '?')}"
+        )
     return "\n".join(lines)

@@ -91,3 +91,15 @@ def test_status_without_a_gateway_says_so(tmp_path: Path) -> None:
                          text=True, timeout=30)
     assert out.returncode == 1
     assert "no gateway answers" in out.stderr
+
+
+def test_status_text_shows_mqtt_ingest() -> None:
+    from gateway.status_view import render_status
+
+    status = {"site": "s", "devices_up": 0, "devices_total": 0, "samples_per_s": 0.0, "samples": 0, "overruns": 0,
+              "uptime_s": 5.0, "devices": {}, "journal": {"rows": 3, "bytes": 1000, "dropped_rows": 0, "sinks": {}},
+              "sinks": {}, "mqtt": {"ingest": {"received": 7, "committed": 6, "acked": 6, "dead_lettered": 1,
+                                               "outstanding": 0, "connection": {"connected": True}}}}
+    line = render_status(status).splitlines()[-1]
+    assert line == ("  mqtt ingest: received 7, committed 6, acked 6, dead-lettered 1, outstanding 0, "
+                    "connected True")
