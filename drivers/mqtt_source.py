@@ -73,6 +73,7 @@ class InboundMessage(NamedTuple):
 @dataclass
 class SourceStats:
     connected: bool = False
+    subscribed: bool = False  # SUBACK received on the current connection: messages now reach us
     connects: int = 0
     connect_failures: int = 0
     disconnects: int = 0
@@ -130,7 +131,7 @@ class MqttSource:
                 self._loop.remove_reader(sock.fileno())  # type: ignore[union-attr]
                 self._loop.remove_writer(sock.fileno())  # type: ignore[union-attr]
                 sock.close()
-        self.stats.connected = False
+        self.stats.connected = self.stats.subscribed = False
 
     def __aiter__(self) -> MqttSource:
         return self
@@ -227,6 +228,7 @@ class MqttSource:
         self.stats.connects += 1
         self.stats.connected, self.stats.session_present, self.stats.broker = True, session_present, broker.label
         await self._subscribe(broker)
+        self.stats.subscribed = True
         self.log.info("MQTT connected to %s (session present: %s)", broker.label, session_present)
         return session_present
 
@@ -276,7 +278,7 @@ class MqttSource:
     def _connection_lost(self, reason: str) -> None:
         if not self._lost:
             self._lost = True
-            self.stats.connected = False
+            self.stats.connected = self.stats.subscribed = False
             self.stats.disconnects += 1
             self.stats.last_error = reason
             self.log.warning("MQTT connection lost: %s", reason)

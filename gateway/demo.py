@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import socket
@@ -63,7 +64,7 @@ async def start_simulator(
     sample is the day's start) and stops after ``simulated_s`` (its last samples are the day's end)."""
     from gateway.simulate import simulated_devices
 
-    devices = [vars(d) if not hasattr(d, "_asdict") else d._asdict() for d in simulated_devices(site)]
+    devices = [dataclasses.asdict(d) for d in simulated_devices(site)]
     spec = Path(tempfile.mkdtemp(prefix="pedf-demo-")) / "devices.json"
     spec.write_text(json.dumps(devices, default=str))
     proc = await asyncio.create_subprocess_exec(
@@ -140,6 +141,7 @@ async def run_demo(
         runner = asyncio.create_task(gateway.run(stop))
         await gateway.ready.wait()
         if publisher is not None:
+            await _mqtt_subscribed(gateway)  # the sub-meters' first message must find the subscription
             publishing = asyncio.create_task(publisher.run(publisher_stop))
         start = time.monotonic()
         last_print = 0.0
@@ -181,6 +183,16 @@ def _counter_increase(ts_ns: np.ndarray, counter_kwh: np.ndarray, wrap_kwh: floa
         ts_ns, counter_kwh, 1_000_000_000, wrap_kwh=wrap_kwh, p_max_kw=10_000.0 * speed if wrap_kwh else None
     )
     return float(np.nansum(result.energy_kwh) + np.nansum(result.gap_energy_kwh))
+
+
+async def _mqtt_subscribed(gateway: Gateway, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ingests = [i for i in gateway.status().get("mqtt", {}).values() if "connection" in i]
+        if ingests and all(i["connection"].get("subscribed") for i in ingests):
+            return
+        await asyncio.sleep(0.02)
+    raise RuntimeError("the gateway did not subscribe to the embedded broker in time")
 
 
 async def _mqtt_settled(gateway: Gateway, published: int, timeout_s: float = 5.0) -> None:

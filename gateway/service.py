@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from gateway.journal import Journal
 from gateway.lineprotocol import LineEncoder
 from gateway.report_by_exception import DeadbandFilter
 from gateway.series import Sample
+from gateway.sinks import LineWriter
 from gateway.sinks.delivery import Delivery
 from gateway.site import Device, Site, load_site
 
@@ -74,7 +76,7 @@ def line_key(device: Device) -> str:
     return f"serial:{conn.port}" if isinstance(conn, SerialConnection) else f"tcp:{conn.host}:{conn.port}"
 
 
-def make_writer(sink: InfluxV1Sink | InfluxV2Sink):
+def make_writer(sink: InfluxV1Sink | InfluxV2Sink) -> LineWriter:
     if isinstance(sink, InfluxV1Sink):
         from gateway.sinks.influx_v1 import InfluxV1Writer
 
@@ -133,6 +135,7 @@ class Gateway:
         self.counters = GatewayCounters()
         self.pollers: dict[str, ModbusPoller] = {}
         self.deliveries: dict[str, Delivery] = {}
+        self.mqtt: dict[str, Any] = {}  # MQTT ingest / publish components by name, when the site has mqtt:
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
         self._series: dict[str, int] = {}
         self._filters: dict[str, DeadbandFilter] = {}
@@ -238,9 +241,11 @@ class Gateway:
 
                     # returns once stop is set, so the group can close
                     group.create_task(LiveAnalytics(self.site, self.journal).run(stop), name="live analytics")
-                from gateway.mqtt_ingest import start_mqtt
+                mqtt_tasks: list[asyncio.Task[Any]] = []
+                if self.site.config.mqtt is not None:  # paho is loaded only for a site that uses MQTT
+                    from gateway.mqtt_ingest import start_mqtt
 
-                mqtt_tasks, self.mqtt = start_mqtt(group, self.site, self.journal)
+                    mqtt_tasks, self.mqtt = start_mqtt(group, self.site, self.journal)
                 api_runner = None
                 if self.api_enabled:
                     from gateway.api import start_api
@@ -279,13 +284,12 @@ class Gateway:
         devices = {}
         for poller in self.pollers.values():
             for name, st in poller.stats().items():
-                devices[name] = st if isinstance(st, dict) else _as_dict(st)
+                devices[name] = dataclasses.asdict(st)
         jstats = self.journal.stats()
         elapsed = max((now - self.counters.started_ns) / 1e9, 1e-9)
         sinks = {}
         for name, d in self.deliveries.items():
-            ds = d.stats()
-            sinks[name] = ds if isinstance(ds, dict) else _as_dict(ds)
+            sinks[name] = d.stats().as_dict()
         return {
             "site": self.site.name,
             "uptime_s": round(elapsed, 3),
@@ -296,14 +300,8 @@ class Gateway:
             "samples_per_s": round(self.counters.samples / elapsed, 2),
             "overruns": self.counters.overruns,
             "commit_failures": self.counters.commit_failures,
-            "journal": jstats if isinstance(jstats, dict) else _as_dict(jstats),
+            "journal": jstats.as_dict(),
             "sinks": sinks,
-            "mqtt": {name: c.stats() for name, c in getattr(self, "mqtt", {}).items()},
+            "mqtt": {name: c.stats() for name, c in self.mqtt.items()},
         }
 
-
-def _as_dict(obj: object) -> dict:
-    as_dict = getattr(obj, "as_dict", None)
-    if callable(as_dict):
-        return as_dict()
-    return dataclasses.asdict(obj)  # type: ignore[call-overload]
