@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics._flexcommon import as_2d
-from analytics._numba import kernel, prange
+from analytics._numba import as_2d, as_index, kernel, prange
 
 __all__ = [
     "Baseline",
@@ -42,10 +41,11 @@ class DrEvents:
     stop: np.ndarray
 
     def validated(self, n_days: int, intervals_per_day: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        day = np.ascontiguousarray(self.day, dtype=np.int64)
-        start = np.ascontiguousarray(self.start, dtype=np.int64)
-        stop = np.ascontiguousarray(self.stop, dtype=np.int64)
-        if not day.shape == start.shape == stop.shape or day.ndim != 1:
+        """(day, start, stop) as int64 arrays, checked against the series' days and day length."""
+        day = as_index(self.day, "events.day")
+        start = as_index(self.start, "events.start")
+        stop = as_index(self.stop, "events.stop")
+        if not day.shape == start.shape == stop.shape:
             raise ValueError("event day/start/stop must be 1-D arrays of equal length")
         if day.size and (day.min() < 0 or day.max() >= n_days):
             raise ValueError("event day outside the series")
@@ -78,7 +78,7 @@ class Baseline:
     days: np.ndarray
     adjustment: np.ndarray
     method: str
-    convention: dict[str, object]
+    convention: str
 
 
 @kernel(parallel=True)
@@ -181,18 +181,61 @@ def high_x_of_y(
     adjustment: DayOfAdjustment | None = None,
     method: str = "high-x-of-y",
 ) -> Baseline:
-    """Generic rule: candidates are days #first_rank … #first_rank+y−1 back from the event; average,
-    interval by interval, the ``x`` with the highest daily peak (ties: the more recent day). With x = y
-    this is the plain mean of the y most recent days (CAISO 10-in-10, Jiangsu last-5; DOMAIN.md §5);
-    x=4, y=5 gives a PJM-style "High 4 of 5" (PJM's own details are unverified, DOMAIN.md §5).
-    Optional multiplicative day-of adjustment (DOMAIN.md §7)."""
+    """Generic rule: average the ``x`` of ``y`` candidate days with the highest daily peak.
+
+    Candidates are days #first_rank … #first_rank+y−1 back from the event; the ``x`` with the highest
+    daily peak (ties: the more recent day) are averaged interval by interval. With x = y this is the
+    plain mean of the y most recent days (CAISO 10-in-10, Jiangsu last-5; DOMAIN.md §5); x=4, y=5
+    gives a PJM-style "High 4 of 5" (PJM's own details are unverified, DOMAIN.md §5). Optional
+    multiplicative day-of adjustment (DOMAIN.md §7).
+
+    Parameters
+    ----------
+    load_kw : ndarray [kW]
+        Load, (buildings, intervals) or (intervals,), from a site-local midnight, whole local days of
+        ``intervals_per_day`` intervals (see :func:`analytics.calendar.local_day_grid`); NaN = missing
+        (a day with a gap is no candidate for that building).
+    day_eligible : ndarray of bool
+        One flag per local day (see :func:`analytics.calendar.day_eligibility`); event days are
+        excluded in any case.
+    events : DrEvents
+        Event day [day index] and start/stop [interval of the day] of each event.
+    intervals_per_day : int [intervals]
+        Intervals per local day.
+    x, y : int [days]
+        Days averaged and candidate days, 1 ≤ x ≤ y.
+    first_rank : int [day rank]
+        Rank of the first candidate day (#1 = the last candidate day before the event).
+    adjustment : DayOfAdjustment, optional
+        Day-of adjustment window [h] and cap [-]; None = unadjusted.
+    method : str
+        Name recorded in the result.
+
+    Returns
+    -------
+    Baseline
+        ``baseline_kw`` [kW] (buildings, events, intervals_per_day) for the whole event day (NaN where
+        fewer than y candidate days exist), ``days`` [day index] chosen, most recent first (−1 if none),
+        ``adjustment`` [-] factor applied, ``method`` and ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``load_kw`` that is not 1-D or 2-D or not whole days, ``day_eligible`` of the wrong
+        length, events outside the series or with NaN / not whole indices, bad rule parameters.
+
+    References
+    ----------
+    CAISO "10-in-10" customer baseline; PJM "High 4 of 5" (details unverified); DOMAIN.md §5
+    "Baselines" and §7 "10-in-10".
+    """
     load = as_2d(load_kw, "load_kw")
     if intervals_per_day < 1 or load.shape[1] % intervals_per_day:
         raise ValueError("load_kw must cover whole days of intervals_per_day intervals")
     n_days = load.shape[1] // intervals_per_day
     eligible = np.array(day_eligible, dtype=np.bool_)
     if eligible.shape != (n_days,):
-        raise ValueError(f"day_eligible must have one flag per day ({n_days})")
+        raise ValueError(f"day_eligible: expected one flag per day ({n_days},), got shape {eligible.shape}")
     if not 1 <= x <= y or first_rank < 1:
         raise ValueError("need 1 <= x <= y and first_rank >= 1")
     day, start, _ = events.validated(n_days, intervals_per_day)
@@ -211,14 +254,13 @@ def high_x_of_y(
         load, intervals_per_day, eligible, day, start, first_rank, y, x,
         adjustment is not None, adj_from, adj_to, float(adj.cap_low), float(adj.cap_high),
     )
-    conv: dict[str, object] = {
-        "days": f"#{first_rank}-#{first_rank + y - 1} back from the event, highest {x} daily peaks",
-        "excluded": "ineligible calendar days, event days, days with missing data",
-        "adjustment": "none" if adjustment is None else (
-            f"multiplicative, [start-{adj.from_h} h, start-{adj.to_h} h), "
-            f"clip [{adj.cap_low}, {adj.cap_high}]"
-        ),
-    }
+    adjusted = "none" if adjustment is None else (
+        f"multiplicative, [start-{adj.from_h} h, start-{adj.to_h} h), clip [{adj.cap_low}, {adj.cap_high}]"
+    )
+    conv = (
+        f"days: #{first_rank}-#{first_rank + y - 1} back from the event, highest {x} daily peaks; "
+        f"excluded: ineligible calendar days, event days, days with missing data; adjustment: {adjusted}"
+    )
     return Baseline(out, days, factor, method, conv)
 
 
@@ -229,10 +271,44 @@ def ten_in_ten(
     intervals_per_day: int,
     adjustment: DayOfAdjustment | None = DayOfAdjustment(),
 ) -> Baseline:
-    """CAISO 10-in-10: mean of the 10 most recent eligible non-event days, same interval, times a
-    capped day-of adjustment (default window: the 3 hours ending one hour before the event, clip
-    [0.8, 1.2]; DOMAIN.md §5, §7 — the CAISO window details are unverified, hence parameters).
-    ``adjustment=None`` gives the unadjusted baseline."""
+    """CAISO 10-in-10: mean of the 10 most recent eligible non-event days, same interval, adjusted.
+
+    The day-of adjustment is capped (default window: the 3 hours ending one hour before the event,
+    clip [0.8, 1.2]); the CAISO window details are unverified, hence parameters.
+
+    Parameters
+    ----------
+    load_kw : ndarray [kW]
+        Load, (buildings, intervals) or (intervals,), from a site-local midnight, whole local days of
+        ``intervals_per_day`` intervals (see :func:`analytics.calendar.local_day_grid`); NaN = missing
+        (a day with a gap is no candidate for that building).
+    day_eligible : ndarray of bool
+        One flag per local day (see :func:`analytics.calendar.day_eligibility`); event days are
+        excluded in any case.
+    events : DrEvents
+        Event day [day index] and start/stop [interval of the day] of each event.
+    intervals_per_day : int [intervals]
+        Intervals per local day.
+    adjustment : DayOfAdjustment, optional
+        Day-of adjustment window [h] and cap [-]; None gives the unadjusted baseline.
+
+    Returns
+    -------
+    Baseline
+        ``baseline_kw`` [kW] (buildings, events, intervals_per_day) for the whole event day (NaN where
+        fewer than y candidate days exist), ``days`` [day index] chosen, most recent first (−1 if none),
+        ``adjustment`` [-] factor applied, ``method`` and ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``load_kw`` that is not 1-D or 2-D or not whole days, ``day_eligible`` of the wrong
+        length, events outside the series or with NaN / not whole indices, bad rule parameters.
+
+    References
+    ----------
+    CAISO "10-in-10" customer baseline; DOMAIN.md §5 "Baselines" and §7 "10-in-10".
+    """
     return high_x_of_y(load_kw, day_eligible, events, intervals_per_day, 10, 10, 1, adjustment, "10-in-10")
 
 
@@ -244,8 +320,43 @@ def beijing_high_5_of_10(
     window: str = "2-11",
 ) -> Baseline:
     """Beijing: of 10 working days before the event, average the 5 with the highest daily peak.
+
     The source's "from 2 to 12 days before" is ambiguous (DOMAIN.md §7): ``window="2-11"`` (default)
-    takes working days #2-#11, ``"1-10"`` takes #1-#10."""
+    takes working days #2-#11, ``"1-10"`` takes #1-#10. No day-of adjustment.
+
+    Parameters
+    ----------
+    load_kw : ndarray [kW]
+        Load, (buildings, intervals) or (intervals,), from a site-local midnight, whole local days of
+        ``intervals_per_day`` intervals (see :func:`analytics.calendar.local_day_grid`); NaN = missing
+        (a day with a gap is no candidate for that building).
+    day_eligible : ndarray of bool
+        One flag per local day (see :func:`analytics.calendar.day_eligibility`); event days are
+        excluded in any case.
+    events : DrEvents
+        Event day [day index] and start/stop [interval of the day] of each event.
+    intervals_per_day : int [intervals]
+        Intervals per local day.
+    window : str
+        ``"2-11"`` (default) or ``"1-10"``: the ranks of the 10 candidate working days.
+
+    Returns
+    -------
+    Baseline
+        ``baseline_kw`` [kW] (buildings, events, intervals_per_day) for the whole event day (NaN where
+        fewer than y candidate days exist), ``days`` [day index] chosen, most recent first (−1 if none),
+        ``adjustment`` [-] factor applied, ``method`` and ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``load_kw`` that is not 1-D or 2-D or not whole days, ``day_eligible`` of the wrong
+        length, events outside the series or with NaN / not whole indices, bad rule parameters.
+
+    References
+    ----------
+    Beijing demand-response baseline rule, DOMAIN.md §5 "Baselines" and §7 "Beijing high-5-of-10".
+    """
     if window not in ("2-11", "1-10"):
         raise ValueError("window must be '2-11' or '1-10'")
     first = 2 if window == "2-11" else 1
@@ -256,5 +367,37 @@ def beijing_high_5_of_10(
 def jiangsu_last_5(
     load_kw: np.ndarray, day_eligible: np.ndarray, events: DrEvents, intervals_per_day: int
 ) -> Baseline:
-    """Jiangsu: mean of the last 5 normal working days before the event, #1-#5 (DOMAIN.md §5, §7)."""
+    """Jiangsu: mean of the last 5 normal working days before the event, #1-#5.
+
+    Parameters
+    ----------
+    load_kw : ndarray [kW]
+        Load, (buildings, intervals) or (intervals,), from a site-local midnight, whole local days of
+        ``intervals_per_day`` intervals (see :func:`analytics.calendar.local_day_grid`); NaN = missing
+        (a day with a gap is no candidate for that building).
+    day_eligible : ndarray of bool
+        One flag per local day (see :func:`analytics.calendar.day_eligibility`); event days are
+        excluded in any case.
+    events : DrEvents
+        Event day [day index] and start/stop [interval of the day] of each event.
+    intervals_per_day : int [intervals]
+        Intervals per local day.
+
+    Returns
+    -------
+    Baseline
+        ``baseline_kw`` [kW] (buildings, events, intervals_per_day) for the whole event day (NaN where
+        fewer than y candidate days exist), ``days`` [day index] chosen, most recent first (−1 if none),
+        ``adjustment`` [-] factor applied, ``method`` and ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``load_kw`` that is not 1-D or 2-D or not whole days, ``day_eligible`` of the wrong
+        length, events outside the series or with NaN / not whole indices, bad rule parameters.
+
+    References
+    ----------
+    Jiangsu demand-response baseline rule, DOMAIN.md §5 "Baselines" and §7 "Jiangsu".
+    """
     return high_x_of_y(load_kw, day_eligible, events, intervals_per_day, 5, 5, 1, None, "jiangsu-last-5")

@@ -15,9 +15,10 @@ import csv
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from analytics.localtime import local_datetime, local_day_start_ns
 
 __all__ = [
     "EXAMPLE_CALENDAR_CN",
@@ -126,21 +127,22 @@ def local_day_grid(
     """
     if start_utc.tzinfo is None:
         raise ValueError("start_utc must be timezone-aware")
-    zone = ZoneInfo(tz)
-    local = start_utc.astimezone(zone)
-    if (local.hour, local.minute, local.second, local.microsecond) != (0, 0, 0, 0):
+    start_ns = (start_utc - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1) * 1000
+    local = local_datetime(start_ns, tz)
+    if local_day_start_ns(local.date(), tz) != start_ns:
         raise ValueError(f"start_utc is not a local midnight in {tz}: {local.isoformat()}")
+    if not interval_min > 0 or interval_min != int(interval_min):
+        raise ValueError("interval_min must be a positive whole number of minutes")
+    interval_min = int(interval_min)
     per_day, rem = divmod(24 * 60, interval_min)
     if rem:
         raise ValueError("interval_min must divide 24 h")
     n_days, rem = divmod(n_intervals, per_day)
-    if rem:
+    if rem or n_intervals < 0:
         raise ValueError("n_intervals must cover whole local days")
-    utc = dt.UTC
+    day_ns = interval_min * per_day * 60_000_000_000
     for i in range(n_days + 1):
         day = local.date() + dt.timedelta(days=i)
-        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=zone).astimezone(utc)
-        expected = start_utc.astimezone(utc) + dt.timedelta(minutes=interval_min * per_day * i)
-        if midnight != expected:
+        if local_day_start_ns(day, tz) != start_ns + i * day_ns:
             raise ValueError(f"local day {day} in {tz} is not {per_day} intervals long (DST change)")
     return local.date(), per_day, n_days

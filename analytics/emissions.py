@@ -14,7 +14,7 @@ Sources: GHG Protocol Scope 2 Guidance (WRI/WBCSD, 2015) and the conventions of 
 - avoided emissions of shifted energy = Σ shifted kWh × marginal factor (MOER);
 - hourly CFE score = Σ_h min(consumption_h, CFE_h) / Σ_h consumption_h, no carry-over.
 
-Months and hours are site-local (the site's zone) through :func:`analytics.tou.local_offsets`.
+Months and hours are site-local (the site's zone) through :mod:`analytics.localtime`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from analytics._numba import NS_PER_HOUR, as_rows, kernel, prange
 from analytics.factors import FactorSeries, GridFactor
-from analytics.tou import local_offsets
+from analytics.localtime import local_months, local_offsets_ns
 
 __all__ = [
     "MATCHING_CONVENTIONS",
@@ -150,25 +150,6 @@ def _cfe_kernel(consumption, supply, hour_idx, n_hours, matched, total, excluded
         matched[r] = acc_m
         total[r] = acc_c
         excluded[r] = n_bad
-
-
-def local_months(ts_ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """Site-local month of each time: (months spanned as ``datetime64[M]``, index into them per time)."""
-    ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
-    if ts.size == 0:
-        return np.array([], dtype="datetime64[M]"), np.array([], dtype=np.int64)
-    transitions, offsets = local_offsets(ts, tz)
-
-    def offset_at(t: np.ndarray) -> np.ndarray:
-        return offsets[np.searchsorted(transitions, t, side="right") - 1]
-
-    ends = np.array([ts.min(), ts.max()])
-    first, last = (ends + offset_at(ends)).astype("datetime64[ns]").astype("datetime64[M]")
-    months = np.arange(first, last + np.timedelta64(1, "M"))
-    # The UTC instant each local month starts (offset looked up twice to settle across a DST step).
-    start_local = months.astype("datetime64[ns]").astype(np.int64)
-    start_utc = start_local - offset_at(start_local - offset_at(start_local))
-    return months, np.maximum(np.searchsorted(start_utc, ts, side="right") - 1, 0)
 
 
 def _factor_per_interval(factor: Factor, ts: np.ndarray, *, scope2_only: bool = True) -> np.ndarray:
@@ -333,8 +314,7 @@ def cfe_score(
     if supply.shape != cons.shape:
         raise ValueError("consumption_kwh and cfe_supply_kwh must have the same shape")
     if ts.size:
-        transitions, offsets = local_offsets(ts, tz)
-        local_hour = (ts + offsets[np.searchsorted(transitions, ts, side="right") - 1]) // NS_PER_HOUR
+        local_hour = (ts + local_offsets_ns(ts, tz)) // NS_PER_HOUR
         hour_idx = np.ascontiguousarray(local_hour - local_hour.min())
         n_hours = int(hour_idx.max()) + 1
     else:

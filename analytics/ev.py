@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics._numba import kernel
+from analytics._numba import as_index, kernel, per_row
 
 __all__ = ["EvFlexibility", "EvSessions", "ev_flexibility"]
 
@@ -54,7 +54,7 @@ class EvFlexibility:
     shiftable_kwh: np.ndarray
     v2g_kwh: np.ndarray
     unmet_kwh: np.ndarray
-    convention: dict[str, str]
+    convention: str
 
 
 @kernel()
@@ -103,25 +103,56 @@ def ev_flexibility(
 ) -> EvFlexibility:
     """Energy and power band of a set of charging sessions over ``n_intervals`` intervals of ``dt_h`` h.
 
-    ``two_way=False`` (default): charging only; ``True``: discharge allowed within p_dis_max_kw and
-    e_dis_max_kwh. The fleet band is the sum of the session bands (sessions are independent).
+    The fleet band is the sum of the session bands (sessions are independent); formulas in the module
+    docstring.
+
+    Parameters
+    ----------
+    sessions : EvSessions
+        ``arrival`` / ``departure`` [interval index] (departure exclusive), ``energy_kwh`` [kWh] needed
+        by departure, ``p_max_kw`` [kW] charging limit, ``p_dis_max_kw`` [kW] and ``e_dis_max_kwh``
+        [kWh] discharge limits (two-way); one value per session (the limits may be scalars), NaN refused.
+    n_intervals : int [intervals]
+        Length of the horizon.
+    dt_h : float [h]
+        Interval length.
+    two_way : bool
+        False (default): charging only; True: discharge allowed within the discharge limits (V2G).
+
+    Returns
+    -------
+    EvFlexibility
+        Fleet power [kW] per interval (``p_asap_kw``, ``p_alap_kw``, ``p_max_kw``, ``p_min_kw``), fleet
+        energy band [kWh] per boundary (``e_max_kwh``, ``e_min_kwh``), per-session ``shiftable_kwh``,
+        ``v2g_kwh``, ``unmet_kwh`` [kWh], ``convention``.
+
+    Raises
+    ------
+    ValueError
+        Session arrays of unequal length, NaN, negative or not whole indices, sessions outside
+        [0, n_intervals), ``dt_h`` ≤ 0.
+
+    References
+    ----------
+    IEA EBC Annex 67, "Energy Flexible Buildings" (reference load = charging as soon as possible);
+    DOMAIN.md §4 (EV one-way and two-way flexibility).
     """
-    arrival = np.ascontiguousarray(sessions.arrival, dtype=np.int64)
-    departure = np.ascontiguousarray(sessions.departure, dtype=np.int64)
+    if not dt_h > 0 or not n_intervals >= 0 or n_intervals != int(n_intervals):
+        raise ValueError("dt_h must be > 0 and n_intervals a whole number >= 0")
+    arrival = as_index(sessions.arrival, "arrival")
+    departure = as_index(sessions.departure, "departure")
     n = arrival.shape[0]
+    if departure.shape != arrival.shape:
+        raise ValueError(f"departure: expected one value per session ({n},), got shape {departure.shape}")
     cols = {}
     for name in ("energy_kwh", "p_max_kw", "p_dis_max_kw", "e_dis_max_kwh"):
-        arr = np.broadcast_to(np.asarray(getattr(sessions, name), dtype=np.float64), (n,))
-        if np.isnan(arr).any() or np.any(arr < 0):
-            raise ValueError(f"{name} must be >= 0 and not NaN")
-        cols[name] = np.ascontiguousarray(arr)
-    if arrival.ndim != 1 or departure.shape != arrival.shape:
-        raise ValueError("arrival and departure must be 1-D of equal length")
+        arr = per_row(getattr(sessions, name), n, name)
+        if np.any(arr < 0):
+            raise ValueError(f"{name}: must be >= 0")
+        cols[name] = arr
     if np.any(departure <= arrival) or np.any(arrival < 0) or np.any(departure > n_intervals):
-        raise ValueError("need 0 <= arrival < departure <= n_intervals")
-    if not dt_h > 0 or n_intervals < 0:
-        raise ValueError("dt_h must be > 0 and n_intervals >= 0")
+        raise ValueError("need 0 <= arrival < departure <= n_intervals for every session")
     out = _ev_kernel(arrival, departure, cols["energy_kwh"], cols["p_max_kw"], cols["p_dis_max_kw"],
                      cols["e_dis_max_kwh"], int(n_intervals), float(dt_h), bool(two_way))
-    return EvFlexibility(*out, {"direction": "two-way" if two_way else "one-way",
-                                "reference": "as soon as possible", "terminals": "AC"})
+    direction = "two-way" if two_way else "one-way"
+    return EvFlexibility(*out, f"{direction}; reference = charging as soon as possible; AC terminals (DOMAIN.md §4)")

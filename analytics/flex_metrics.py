@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics._flexcommon import as_2d
-from analytics._numba import kernel, prange
+from analytics._numba import as_2d, kernel, prange
 
 __all__ = ["AggregateEnvelope", "FlexibilityFactor", "aggregate_envelope", "flexibility_factor"]
 
@@ -31,7 +30,7 @@ class AggregateEnvelope:
     down_kw: np.ndarray
     reporting: np.ndarray
     group_ids: np.ndarray
-    convention: dict[str, str]
+    convention: str
 
 
 @kernel(parallel=True)
@@ -61,10 +60,35 @@ def aggregate_envelope(
 ) -> AggregateEnvelope:
     """Sum member envelopes (rows) into groups: devices into a building, buildings into a fleet.
 
-    Envelopes are additive when members are independent (module docstring).
-    ``groups``: (members,) group label per row; None = one fleet. ``missing="propagate"``
-    (default): a group with a NaN member is NaN in that interval; ``"skip"``: sum the members present
-    and report how many in ``reporting`` (the NaN count of ``down_kw`` is assumed equal to ``up_kw``'s).
+    Envelopes are additive when members are independent (module docstring); shared limits (a common
+    grid connection) are not modelled.
+
+    Parameters
+    ----------
+    up_kw, down_kw : ndarray [kW]
+        Member envelopes, (members, intervals) or (intervals,), the same shape; NaN = missing.
+    groups : ndarray, optional
+        Group label per member (members,); None = one fleet.
+    missing : str
+        ``"propagate"`` (default): a group with a NaN member is NaN in that interval; ``"skip"``: sum
+        the members present and report how many in ``reporting`` (the NaN count of ``down_kw`` is
+        assumed equal to ``up_kw``'s).
+
+    Returns
+    -------
+    AggregateEnvelope
+        ``up_kw`` / ``down_kw`` [kW] and ``reporting`` [members] per (group, interval), groups in
+        ascending label order (``group_ids``), ``convention``.
+
+    Raises
+    ------
+    ValueError
+        Inputs that are not 1-D or 2-D, of different shapes, or one label per member missing.
+
+    References
+    ----------
+    A. Ulbig, G. Andersson, "Analyzing operational flexibility of electric power systems",
+    Int. J. Electr. Power Energy Syst. 72 (2015) 155-164; DOMAIN.md §4.
     """
     if missing not in ("propagate", "skip"):
         raise ValueError("missing must be 'propagate' or 'skip'")
@@ -74,7 +98,7 @@ def aggregate_envelope(
         raise ValueError("up_kw and down_kw must have the same shape")
     labels = np.zeros(up.shape[0], dtype=np.int64) if groups is None else np.asarray(groups)
     if labels.shape != (up.shape[0],):
-        raise ValueError("groups must have one label per row")
+        raise ValueError(f"groups: expected one label per row ({up.shape[0]},), got shape {labels.shape}")
     ids, inverse = np.unique(labels, return_inverse=True)
     order = np.argsort(inverse, kind="stable").astype(np.int64)
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
@@ -82,7 +106,8 @@ def aggregate_envelope(
     skip = missing == "skip"
     up_sum, count = _group_sum_kernel(up, order, offsets, skip)
     down_sum, _ = _group_sum_kernel(down, order, offsets, skip)
-    return AggregateEnvelope(up_sum, down_sum, count, ids, {"missing": missing, "sum": "independent members"})
+    conv = f"sum of independent members (Ulbig & Andersson 2015); missing={missing}"
+    return AggregateEnvelope(up_sum, down_sum, count, ids, conv)
 
 
 @dataclass(frozen=True)
@@ -94,7 +119,7 @@ class FlexibilityFactor:
     e_low_kwh: np.ndarray
     n_high: np.ndarray
     n_low: np.ndarray
-    convention: dict[str, object]
+    convention: str
 
 
 @kernel(parallel=True)
@@ -131,14 +156,40 @@ def flexibility_factor(
     low_at: float | None = None,
     split: str = "thresholds",
 ) -> FlexibilityFactor:
-    """Flexibility factor FF = (E_low − E_high) / (E_low + E_high).
+    """Flexibility factor FF = (E_low − E_high) / (E_low + E_high), in [−1, 1] for E ≥ 0.
 
+    ``split="thresholds"`` (default, DOMAIN.md §7): high where penalty ≥ high_at, low where
+    penalty ≤ low_at, intervals in between ignored; ``split="mean"``: high above the mean penalty of
+    the row, low at or below it. Intervals with NaN energy or penalty are left out (counted in neither
+    n_high nor n_low).
+
+    Parameters
+    ----------
+    energy_kwh : ndarray [kWh]
+        Energy per interval, (buildings, intervals) or (intervals,); NaN = missing.
+    penalty : ndarray [any unit, e.g. CNY/kWh or kgCO2/kWh]
+        Penalty signal (price, CO2 intensity, …), (intervals,) or (buildings, intervals).
+    high_at, low_at : float [unit of ``penalty``], optional
+        Thresholds for ``split="thresholds"``, high_at ≥ low_at.
+    split : str
+        ``"thresholds"`` or ``"mean"``.
+
+    Returns
+    -------
+    FlexibilityFactor
+        ``ff`` [-] per building (NaN when E_low + E_high = 0), ``e_high_kwh`` / ``e_low_kwh`` [kWh],
+        ``n_high`` / ``n_low`` [intervals], ``convention`` (split and thresholds).
+
+    Raises
+    ------
+    ValueError
+        Inputs that are not 1-D or 2-D, a penalty shape that does not match, missing or NaN
+        thresholds, an unknown ``split``.
+
+    References
+    ----------
     J. Le Dréau, P. Heiselberg, "Energy flexibility of residential buildings using short term heat
-    storage in the thermal mass", Energy 111 (2016) 991-1002. ``penalty`` (price, CO2, …) is
-    (intervals,) or (buildings, intervals). ``split="thresholds"`` (default, DOMAIN.md §7): high where
-    penalty ≥ high_at, low where penalty ≤ low_at, intervals in between ignored; ``split="mean"``: high
-    above the mean penalty of the row, low at or below it. Intervals with NaN energy or penalty are
-    left out (counted in neither n_high nor n_low).
+    storage in the thermal mass", Energy 111 (2016) 991-1002; DOMAIN.md §4 and §7 "Flexibility factor".
     """
     energy = as_2d(energy_kwh, "energy_kwh")
     pen = as_2d(penalty, "penalty")
@@ -160,7 +211,7 @@ def flexibility_factor(
     else:
         raise ValueError("split must be 'thresholds' or 'mean'")
     ff, e_hi, e_lo, n_hi, n_lo = _ff_kernel(energy, pen, np.ascontiguousarray(hi), np.ascontiguousarray(lo))
-    conv: dict[str, object] = {"split": split}
+    conv = f"FF = (E_low - E_high)/(E_low + E_high) (Le Dréau & Heiselberg 2016); split={split}"
     if split == "thresholds":
-        conv.update(high_at=float(high_at), low_at=float(low_at))
+        conv += f", high_at={float(high_at)!r}, low_at={float(low_at)!r}"
     return FlexibilityFactor(ff, e_hi, e_lo, n_hi, n_lo, conv)

@@ -10,12 +10,11 @@ Positive battery power is discharge (injection at the AC terminals), negative is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from analytics._flexcommon import as_2d, per_row
-from analytics._numba import kernel, prange
+from analytics._numba import as_2d, kernel, per_row, prange
 
 __all__ = ["BatteryEnvelope", "BatterySpec", "ScheduleSocBand", "battery_envelope", "schedule_soc_band"]
 
@@ -63,13 +62,15 @@ class BatterySpec:
         return out
 
 
-_ENVELOPE_CONVENTION = {
-    "reference": "idle",
-    "terminals": "AC",
-    "outside_bounds": "clipped at 0",
-    "horizon": "energy over k*dt, power limit still holds",
-    "ramp": "separate per-step bound",
-}
+ENVELOPE_CONVENTION = (
+    "DOMAIN.md §7 battery envelope: relative to idle at the AC terminals; both directions clipped at 0 "
+    "when SoC is outside its bounds; over a k-step horizon the energy is spread over k*dt and the power "
+    "limit still holds; ramp limit reported as a separate per-step bound"
+)
+SCHEDULE_CONVENTION = (
+    "sign: + discharge / - charge at the AC terminals; NaN propagates along the integration; "
+    "SoC held at a bound, the excess reported as unserved"
+)
 
 
 def _outputs(out: tuple[np.ndarray, ...] | None, shape: tuple[int, ...], n: int) -> tuple[np.ndarray, ...]:
@@ -96,7 +97,7 @@ class BatteryEnvelope:
     horizon_steps: tuple[int, ...]
     dt_h: float
     ramp_kw_per_step: np.ndarray
-    convention: dict[str, str] = field(default_factory=lambda: dict(_ENVELOPE_CONVENTION))
+    convention: str = ENVELOPE_CONVENTION
 
     def energy_up_kwh(self, i: int) -> np.ndarray:
         """Energy deliverable over horizon ``i`` [kWh] = sustainable power × horizon length."""
@@ -148,10 +149,38 @@ def battery_envelope(
     Over a horizon of k steps Δt becomes k·Δt and the power limit still holds (DOMAIN.md §7); both are
     clipped at 0 when SoC lies outside its bounds. A NaN SoC gives NaN.
 
-    Parameters: soc_pct [%] (buildings, intervals) or (intervals,), measured at interval start;
-    dt_h [h]; horizons_h [h], each a whole number of intervals; ``out``: optional (p_up, p_down)
-    C-contiguous float64 arrays of shape (horizons, buildings, intervals) to write into, so that a
-    caller running many batches reuses memory instead of faulting in fresh pages each time.
+    Parameters
+    ----------
+    soc_pct : ndarray [%]
+        State of charge at each interval start, (buildings, intervals) or (intervals,); NaN = missing.
+    spec : BatterySpec
+        Capacity [kWh], power limits [kW], efficiencies [-], SoC bounds [%], ramp limit [kW/min];
+        scalars or one value per building, NaN refused.
+    dt_h : float [h]
+        Interval length.
+    horizons_h : tuple of float [h]
+        Horizons, each a whole number of intervals.
+    out : tuple of two ndarray [kW], optional
+        (p_up, p_down) C-contiguous float64 arrays of shape (horizons, buildings, intervals) to write
+        into, so that a caller running many batches reuses memory instead of faulting in fresh pages.
+
+    Returns
+    -------
+    BatteryEnvelope
+        ``p_up_kw`` / ``p_down_kw`` [kW] of shape (horizons, buildings, intervals) (a 1-D ``soc_pct``
+        is one building), ``ramp_kw_per_step`` [kW] per building, the horizons and ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``soc_pct`` that is not 1-D or 2-D, a parameter of the wrong shape or NaN, ``dt_h`` ≤ 0, a
+        horizon that is not a whole number of intervals, or unusable ``out`` arrays.
+
+    References
+    ----------
+    A. Ulbig, G. Andersson, "Analyzing operational flexibility of electric power systems",
+    Int. J. Electr. Power Energy Syst. 72 (2015) 155-164. DOMAIN.md §4 (one-step bounds) and §7
+    "Battery envelope".
     """
     soc = as_2d(soc_pct, "soc_pct")
     if not dt_h > 0:
@@ -187,9 +216,7 @@ class ScheduleSocBand:
     feasible_min_pct: np.ndarray
     feasible_max_pct: np.ndarray
     dt_h: float
-    convention: dict[str, str] = field(default_factory=lambda: {
-        "sign": "+discharge/-charge at AC", "missing": "NaN propagates along the integration",
-        "bounds": "held at bound, excess unserved"})
+    convention: str = SCHEDULE_CONVENTION
 
 
 @kernel(parallel=True)
@@ -268,6 +295,36 @@ def schedule_soc_band(
     Andersson 2015, energy dimension): lo(t) = max(SoC_min, lo(t+1) − ΔSoC(t)),
     hi(t) = min(SoC_max, hi(t+1) − ΔSoC(t)), from [soc_end_min, soc_end_max] (default: the SoC bounds).
     A NaN in the plan makes the SoC NaN from there on (forward) and the band NaN up to it (backward).
+
+    Parameters
+    ----------
+    schedule_kw : ndarray [kW]
+        Planned battery power, + discharge / − charge at the AC terminals, (buildings, intervals) or
+        (intervals,); NaN = no plan from there on.
+    soc0_pct : float or ndarray [%]
+        SoC at the start of the plan, scalar or per building; NaN refused.
+    spec : BatterySpec
+        Battery parameters (see :class:`BatterySpec`).
+    dt_h : float [h]
+        Interval length.
+    soc_end_min_pct, soc_end_max_pct : float or ndarray [%], optional
+        Band the SoC must end in; default: the SoC bounds of ``spec``.
+
+    Returns
+    -------
+    ScheduleSocBand
+        ``soc_pct`` [%] (buildings, intervals+1), ``unserved_kwh`` [kWh] (buildings, intervals),
+        ``feasible_min_pct`` / ``feasible_max_pct`` [%] (buildings, intervals+1), ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``schedule_kw`` that is not 1-D or 2-D, a parameter of the wrong shape or NaN, ``dt_h`` ≤ 0.
+
+    References
+    ----------
+    A. Ulbig, G. Andersson, Int. J. Electr. Power Energy Syst. 72 (2015) 155-164 (energy dimension).
+    DOMAIN.md §4 (efficiency accounting) and §7 "Battery envelope" (SoC as ``soc_pct`` at the edges).
     """
     plan = as_2d(schedule_kw, "schedule_kw")
     n = plan.shape[0]
@@ -275,8 +332,8 @@ def schedule_soc_band(
         raise ValueError("dt_h must be > 0")
     p = spec.arrays(n)
     soc0 = per_row(soc0_pct, n, "soc0_pct") / 100.0
-    end_min = p["soc_min"] if soc_end_min_pct is None else per_row(soc_end_min_pct, n, "soc_end_min") / 100
-    end_max = p["soc_max"] if soc_end_max_pct is None else per_row(soc_end_max_pct, n, "soc_end_max") / 100
+    end_min = p["soc_min"] if soc_end_min_pct is None else per_row(soc_end_min_pct, n, "soc_end_min_pct") / 100
+    end_max = p["soc_max"] if soc_end_max_pct is None else per_row(soc_end_max_pct, n, "soc_end_max_pct") / 100
     nb, nt = plan.shape
     soc, lo, hi = _outputs(None, (nb, nt + 1), 3)
     (unserved,) = _outputs(None, (nb, nt), 1)

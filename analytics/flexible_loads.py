@@ -22,10 +22,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analytics._flexcommon import as_2d, per_row
-from analytics._numba import kernel, prange
+from analytics._numba import as_2d, kernel, per_row, prange
 
 __all__ = ["DroopResponse", "LoadEnvelope", "droop_response", "flexible_load_envelope"]
+
+LOAD_CONVENTION = (
+    "IEA EBC Annex 67: reference = the given load; curtailment up to the longest allowed duration with "
+    "rebound paid back afterwards; pull-forward sourced from the S intervals after the window"
+)
+DROOP_CONVENTION = (
+    "V-P droop P = P0 - (V - V_ref)/R (Dragičević et al. 2016); + = delivered to the bus; the deadband "
+    "is subtracted from the deviation; clipped to [P_min, P_max]"
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,7 @@ class LoadEnvelope:
     p_down_kw: np.ndarray
     rebound_kwh: np.ndarray
     horizon_steps: int
-    convention: dict[str, str]
+    convention: str = LOAD_CONVENTION
 
 
 @kernel(parallel=True)
@@ -84,24 +92,56 @@ def flexible_load_envelope(
 ) -> LoadEnvelope:
     """Curtail (up) and pull-forward (down) power of flexible loads over ``horizon_steps`` intervals.
 
-    ``p_kw``: reference load (loads, intervals) [kW]; ``share`` [-] in [0, 1]; ``max_duration_steps``
-    D; ``rebound_fraction`` r ≥ 0 of curtailed energy consumed later; ``p_rated_kw`` [kW];
-    ``max_shift_steps`` S (0: not shiftable, P_down = 0). Formulas in the module docstring.
+    Formulas in the module docstring; a window with a NaN or past the end of the series gives NaN.
+
+    Parameters
+    ----------
+    p_kw : ndarray [kW]
+        Reference load (measured or forecast), (loads, intervals) or (intervals,); NaN = missing.
+    horizon_steps : int [intervals]
+        Horizon k, ≥ 1.
+    dt_h : float [h]
+        Interval length.
+    share : float or ndarray [-]
+        Flexible share s of the load, in [0, 1]; scalar or per load.
+    max_duration_steps : int or ndarray [intervals]
+        Longest allowed curtailment D; a horizon longer than D gives P_up = 0.
+    rebound_fraction : float or ndarray [-]
+        Share r ≥ 0 of the curtailed energy consumed later.
+    p_rated_kw : float or ndarray [kW]
+        Rated power of the load (bounds the pull-forward).
+    max_shift_steps : int or ndarray [intervals]
+        Longest shift S (0: not shiftable, P_down = 0).
+
+    Returns
+    -------
+    LoadEnvelope
+        ``p_up_kw`` [kW], ``p_down_kw`` [kW], ``rebound_kwh`` [kWh], each (loads, intervals), the
+        horizon and ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``p_kw`` that is not 1-D or 2-D, a parameter of the wrong shape, NaN or out of range, step
+        counts that are not whole numbers.
+
+    References
+    ----------
+    IEA EBC Annex 67, "Energy Flexible Buildings" (reference load, flexible load, signal); DOMAIN.md §4.
     """
     p = as_2d(p_kw, "p_kw")
     n = p.shape[0]
-    if horizon_steps < 1 or not dt_h > 0:
-        raise ValueError("horizon_steps must be >= 1 and dt_h > 0")
+    if not (horizon_steps >= 1 and horizon_steps == int(horizon_steps)) or not dt_h > 0:
+        raise ValueError("horizon_steps must be a whole number >= 1 and dt_h > 0")
     s = per_row(share, n, "share")
     r = per_row(rebound_fraction, n, "rebound_fraction")
     rated = per_row(p_rated_kw, n, "p_rated_kw")
-    dur = np.ascontiguousarray(np.broadcast_to(np.asarray(max_duration_steps, dtype=np.int64), (n,)))
-    shift = np.ascontiguousarray(np.broadcast_to(np.asarray(max_shift_steps, dtype=np.int64), (n,)))
+    dur = per_row(max_duration_steps, n, "max_duration_steps", integer=True)
+    shift = per_row(max_shift_steps, n, "max_shift_steps", integer=True)
     if np.any((s < 0) | (s > 1)) or np.any(r < 0) or np.any(dur < 0) or np.any(shift < 0):
         raise ValueError("need 0 <= share <= 1, rebound_fraction >= 0, step counts >= 0")
     up, down, reb = _load_kernel(p, s, dur, r, rated, shift, int(horizon_steps), float(dt_h))
-    return LoadEnvelope(up, down, reb, int(horizon_steps),
-                        {"reference": "given load", "shift_source": "S intervals after the window"})
+    return LoadEnvelope(up, down, reb, int(horizon_steps))
 
 
 @dataclass(frozen=True)
@@ -112,7 +152,7 @@ class DroopResponse:
     p_kw: np.ndarray
     delta_kw: np.ndarray
     kw_per_v: np.ndarray
-    convention: dict[str, str]
+    convention: str = DROOP_CONVENTION
 
 
 @kernel(parallel=True)
@@ -146,8 +186,39 @@ def droop_response(
 ) -> DroopResponse:
     """Power of droop-controlled PEDF loads and converters for measured bus voltages.
 
-    P = P0 − (V − V_ref)/R outside a ±deadband (the deviation beyond it), clipped to [P_min, P_max]
-    (Dragičević et al. 2016). ``v_bus_v``: (rows, intervals) [V]; parameters scalar or per row.
+    P = P0 − (V − V_ref)/R outside a ±deadband (the deviation beyond it), clipped to [P_min, P_max].
+
+    Parameters
+    ----------
+    v_bus_v : ndarray [V]
+        Measured DC bus voltage, (rows, intervals) or (intervals,); NaN gives NaN.
+    p0_kw : float or ndarray [kW]
+        Power delivered to the bus at V_ref (a load has P0 < 0); scalar or per row.
+    v_ref_v : float or ndarray [V]
+        Reference voltage of the droop line.
+    r_v_per_kw : float or ndarray [V/kW]
+        Droop resistance R > 0.
+    p_min_kw, p_max_kw : float or ndarray [kW]
+        Power limits, P_min ≤ P_max.
+    deadband_v : float or ndarray [V]
+        Half-width of the band around V_ref in which the power stays at P0, ≥ 0.
+
+    Returns
+    -------
+    DroopResponse
+        ``p_kw`` [kW] and ``delta_kw`` [kW] (change from P0), (rows, intervals); ``kw_per_v`` [kW/V]
+        = −1/R per row; ``convention``.
+
+    Raises
+    ------
+    ValueError
+        A ``v_bus_v`` that is not 1-D or 2-D, a parameter of the wrong shape, NaN or out of range.
+
+    References
+    ----------
+    T. Dragičević, X. Lu, J. C. Vasquez, J. M. Guerrero, "DC Microgrids—Part I: A Review of Control
+    Strategies and Stabilization Techniques", IEEE Trans. Power Electron. 31(7) (2016) 4876-4891.
+    DOMAIN.md §1 ("bus voltage as the signal"; PEDF voltage bands unverified: site parameters).
     """
     v = as_2d(v_bus_v, "v_bus_v")
     n = v.shape[0]
@@ -159,4 +230,4 @@ def droop_response(
     if np.any(r <= 0) or np.any(lo > hi) or np.any(db < 0):
         raise ValueError("need r_v_per_kw > 0, p_min_kw <= p_max_kw, deadband_v >= 0")
     p, delta = _droop_kernel(v, p0, per_row(v_ref_v, n, "v_ref_v"), r, lo, hi, db)
-    return DroopResponse(p, delta, -1.0 / r, {"sign": "+ delivered to the bus", "deadband": "subtracted"})
+    return DroopResponse(p, delta, -1.0 / r)

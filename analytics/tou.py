@@ -3,8 +3,8 @@
 Conventions (DOMAIN.md §7, "Intervals" and "Time of use"):
 
 - Intervals are labelled by their start in UTC; tariff periods are site-local clock times (the
-  site's IANA zone through ``zoneinfo``, default Asia/Shanghai, DESIGN.md "Data model"), so local
-  months and daylight-saving shifts are honoured.
+  site's IANA zone through :mod:`analytics.localtime`, default Asia/Shanghai, DESIGN.md "Data
+  model"), so local months and daylight-saving shifts are honoured.
 - An interval that straddles a period boundary is split pro rata by time (``"pro_rata"``, default)
   [alt ``"start"``: the whole interval goes to the period of its start].
 - The tariff is data (a CSV file, see :func:`load_tariff`); ``EXAMPLE_TARIFF_SHANGHAI`` is an
@@ -14,15 +14,13 @@ Conventions (DOMAIN.md §7, "Intervals" and "Time of use"):
 from __future__ import annotations
 
 import csv
-import datetime as dt
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from analytics._numba import as_rows, kernel, prange
+from analytics.localtime import offset_steps
 
 __all__ = [
     "EXAMPLE_TARIFF_SHANGHAI",
@@ -40,6 +38,9 @@ SPLIT_CONVENTIONS = ("pro_rata", "start")
 NS_PER_MIN = 60_000_000_000
 NS_PER_DAY = 1440 * NS_PER_MIN
 MIN_PER_DAY = 1440
+
+#: UTC-offset steps of a zone over a span: kept under its old name, see :func:`analytics.localtime.offset_steps`.
+local_offsets = offset_steps
 
 
 @dataclass(frozen=True)
@@ -120,46 +121,6 @@ def load_tariff(path: str | Path) -> TouTariff:
         name=path.stem, periods=tuple(periods), period_of_minute=table,
         price_cny_per_kwh=np.array([prices[p] for p in periods]), example="EXAMPLE" in comments,
     )
-
-
-def local_offsets(ts_ns: np.ndarray, tz: str) -> tuple[np.ndarray, np.ndarray]:
-    """UTC-offset steps of ``tz`` over the span of ``ts_ns``: (transition times [ns], offsets [ns]).
-
-    ``offsets[i]`` applies from ``transitions[i]``; ``transitions[0]`` is the int64 minimum. Found by
-    sampling ``zoneinfo`` and bisecting each change to the second; cached per zone and span.
-    """
-    ts = np.asarray(ts_ns, dtype=np.int64)
-    lo = 0 if ts.size == 0 else int(ts.min()) // 1_000_000_000 // 3600 * 3600 - 86400
-    hi = lo + 86400 if ts.size == 0 else int(ts.max()) // 1_000_000_000 + 2 * 86400
-    return _offset_steps(tz, lo, hi)
-
-
-@lru_cache(maxsize=64)
-def _offset_steps(tz: str, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    # Sampled every 6 h (zones change offset at most twice a year) and bisected to the second.
-    zone = ZoneInfo(tz)
-
-    def offset_s(t: int) -> int:
-        off = dt.datetime.fromtimestamp(t, zone).utcoffset()
-        return int(off.total_seconds()) if off is not None else 0
-
-    step = 6 * 3600
-    transitions, offsets = [np.iinfo(np.int64).min], [offset_s(lo)]
-    prev_t, prev = lo, offsets[0]
-    for t in range(lo + step, hi + step, step):
-        cur = offset_s(t)
-        if cur != prev:
-            a, b = prev_t, t
-            while b - a > 1:
-                mid = (a + b) // 2
-                a, b = (mid, b) if offset_s(mid) == prev else (a, mid)
-            transitions.append(b * 1_000_000_000)
-            offsets.append(cur)
-        prev_t, prev = t, cur
-    steps = np.array(transitions, dtype=np.int64), np.array(offsets, dtype=np.int64) * 1_000_000_000
-    for arr in steps:
-        arr.setflags(write=False)
-    return steps
 
 
 def _next_change(table: np.ndarray) -> np.ndarray:
@@ -246,7 +207,7 @@ def tou_fractions(
     ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
     if ts.ndim != 1:
         raise ValueError("ts_ns must be 1-D")
-    transitions, offsets = local_offsets(ts, tz)
+    transitions, offsets = offset_steps(ts, tz)
     frac = np.empty((ts.size, len(tariff.periods)))
     _tou_fraction_kernel(
         ts, np.int64(interval_ns), transitions, offsets, np.ascontiguousarray(tariff.period_of_minute),

@@ -1,4 +1,4 @@
-"""Line protocol encoding speed: gateway.lineprotocol.LineEncoder against influxdb-client's Point.
+"""Line protocol encoding speed: gateway.sinks._lineprotocol.LineEncoder against influxdb-client's Point.
 
 Method: the same rows (one series, float fields, nanosecond timestamps, values backed by a bytes blob
 as ``Journal.read`` returns them) are encoded by each in one run, best of ``--repeat`` runs each;
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from influxdb_client import Point, WritePrecision
 
 from gateway.journal import JournalRow
-from gateway.lineprotocol import LineEncoder
 from gateway.series import SeriesKey
+from gateway.sinks import LineEncoder
 
 T0 = 1_700_000_000_000_000_000
 

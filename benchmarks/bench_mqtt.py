@@ -35,7 +35,7 @@ from harness import GatewayProcess, free_port  # noqa: E402
 from mqtt_helpers import Publisher  # noqa: E402
 from servers import InfluxD, Mosquitto  # noqa: E402
 
-from drivers import mqtt_decoders as dec  # noqa: E402
+from drivers.mqtt import _decoders as dec  # noqa: E402
 
 FIELDS = ["p_kw", "q_kvar", "s_kva", "v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "f_hz"]
 T0 = 1_700_000_000 * 10**9

@@ -46,14 +46,20 @@ from bench_encoder import value_sets  # noqa: E402
 from harness import SimulatorProcess, free_port, write_site  # noqa: E402
 from servers import InfluxD  # noqa: E402
 
-from drivers.modbus_client import ModbusDeviceSpec, ModbusPoller, TcpLink  # noqa: E402
-from drivers.profiles import load_profile  # noqa: E402
+from drivers.modbus import (  # noqa: E402
+    ModbusDeviceSpec,
+    ModbusPoller,
+    TcpLink,
+    load_profile,
+)
 from gateway.journal import Journal  # noqa: E402
-from gateway.lineprotocol import LineEncoder  # noqa: E402
-from gateway.report_by_exception import DeadbandFilter  # noqa: E402
 from gateway.series import Sample, SeriesKey  # noqa: E402
-from gateway.sinks.delivery import Delivery  # noqa: E402
-from gateway.sinks.influx_v1 import InfluxV1Writer  # noqa: E402
+from gateway.service import DeadbandFilter  # noqa: E402
+from gateway.sinks import (
+    Delivery,
+    InfluxV1Writer,
+    LineEncoder,
+)
 
 T0 = 1_700_000_000_000_000_000
 WIDTH = 60
@@ -209,8 +215,8 @@ async def stage_costs(work: Path, influxd: InfluxD, specs: list[ModbusDeviceSpec
 
 async def gateway_cpu(work: Path, influxd: InfluxD, devices: list[dict], seconds: float) -> tuple[float, float]:
     """(CPU µs per poll of the whole Gateway in this process, of which the garbage collector's)."""
+    from gateway.config import load_site
     from gateway.service import Gateway
-    from gateway.site import load_site
 
     influxd.create_database("pedf")
     site = load_site(write_site(work / "site.yaml", devices, journal=work / "gw.db", api_port=free_port(),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from drivers.point_spec import FieldKind
+from drivers.modbus import FieldKind
 
 
 @dataclass(frozen=True, slots=True)

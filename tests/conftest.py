@@ -1,20 +1,28 @@
 """Server fixtures: a fresh real server per test, in the test's temporary folder, stopped afterwards.
 
 Function scope because tests stop and restart them to inject outages; each starts in well under a
-second.  A missing binary fails the test with the package to install (tests/servers.py).
+second.  A missing binary fails the test with the package to install (tests/processes.py).  Every
+test that uses one of them is marked ``services`` (``pytest -m "not services"`` leaves them out).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests.servers import InfluxD, Mosquitto, VictoriaMetrics
 
-from servers import InfluxD, Mosquitto, VictoriaMetrics
+SERVER_FIXTURES = frozenset({"influxd", "victoria_metrics", "mosquitto"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``services`` every test that uses a server fixture, whether or not its module says so."""
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
 
 
 @pytest.fixture

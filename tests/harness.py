@@ -1,13 +1,11 @@
 """Real processes for end-to-end tests and benchmarks: the simulator and ``pedf run``, each in its
-own process, wired by a site file written here."""
+own process (a ``tests.processes.Process``), wired by a site file written here."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 import urllib.request
@@ -15,56 +13,34 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from servers import free_port as _ephemeral_port
 
-_next_port = [10000 + (os.getpid() * 7919) % 15000]
-
-
-def free_port() -> int:
-    """A bindable loopback port below the ephemeral range, so that no client socket of an earlier
-    run (lingering in TIME_WAIT) can hold it when a server binds it."""
-    for _ in range(20000):
-        port = _next_port[0]
-        _next_port[0] = 10000 + (port - 10000 + 1) % 20000
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    return _ephemeral_port()
-
+from tests.processes import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATED_FIELDS = frozenset({"name", "profile", "port", "unit_id", "host", "role", "counter_offset_kwh"})
 
 
-def _wait_line(proc: subprocess.Popen, word: str, timeout: float, what: str) -> None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    os.set_blocking(proc.stdout.fileno(), False)
-    buffer = b""
-    while time.monotonic() < deadline:
-        chunk = proc.stdout.read()
-        if chunk:
-            buffer += chunk
-            if word.encode() in buffer:
-                return
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{what} exited with {proc.returncode}: {buffer.decode(errors='replace')[-2000:]}{_stderr_tail(proc)}"
-            )
-        time.sleep(0.05)
-    raise TimeoutError(f"{what} did not print {word!r} within {timeout} s")
+class PythonModule(Process):
+    """``python -m MODULE ARGS`` from the repository root, ready once it prints ``ready``."""
+
+    ready_word = "ready"
+    start_timeout_s = 60.0
+
+    def __init__(self, workdir: Path, module: str, args: list[str], *, name: str = "python") -> None:
+        super().__init__(workdir, name=name)
+        self.module, self.args = module, list(args)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module, *self.args]
+
+    def cwd(self) -> Path:
+        return ROOT
 
 
-def _stderr_tail(proc: subprocess.Popen) -> str:
-    path = getattr(proc, "stderr_path", None)
-    return f"\n{Path(path).read_text(errors='replace')[-2000:]}" if path else ""
-
-
-class SimulatorProcess:
+class SimulatorProcess(PythonModule):
     """``python -m drivers.simulator`` serving ``devices`` (dicts of SimulatedDevice fields)."""
+
+    stop_timeout_s = 10.0
 
     def __init__(
         self,
@@ -77,36 +53,15 @@ class SimulatorProcess:
         faults: dict[str, str] | None = None,
         extra: list[str] | None = None,
     ) -> None:
-        self.workdir = workdir
         self.devices = devices
-        self.spec = workdir / "devices.json"
+        self.spec = Path(workdir) / "devices.json"
+        args = ["--devices", str(self.spec), "--speed", str(speed), "--seed", str(seed), *(extra or [])]
+        if poll_log is not None:
+            args += ["--poll-log", str(poll_log)]
+        super().__init__(workdir, "drivers.simulator", args, name="simulator")
         served = [{k: v for k, v in d.items() if k in SIMULATED_FIELDS} for d in devices]
         self.spec.write_text(json.dumps({"devices": served, "faults": faults or {}}))
         self.poll_log = poll_log
-        self.args = ["--speed", str(speed), "--seed", str(seed), *(extra or [])]
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> SimulatorProcess:
-        cmd = [sys.executable, "-m", "drivers.simulator", "--devices", str(self.spec), *self.args]
-        if self.poll_log is not None:
-            cmd += ["--poll-log", str(self.poll_log)]
-        log = self.workdir / "simulator.log"
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=open(log, "wb"))
-        self.proc.stderr_path = log  # type: ignore[attr-defined]
-        _wait_line(self.proc, "ready", 60, "the simulator")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def answered_polls(self) -> dict[str, int]:
         """Reads the simulator answered, per device, from its poll log."""
@@ -158,47 +113,33 @@ def write_site(
     return path
 
 
-class GatewayProcess:
-    """``pedf run site.yaml`` in its own process, with its HTTP status API on a free port."""
+class GatewayProcess(Process):
+    """``pedf run site.yaml`` in its own process, with its HTTP status API on a free port.
+
+    Its JSON log (stderr) is ``<workdir>/<name>.log``; leaving the ``with`` block kills it (SIGKILL),
+    ``terminate()`` is the graceful stop that returns the exit code."""
+
+    ready_word = "ready"
+    start_timeout_s = 60.0
+    exit_signal = signal.SIGKILL
 
     def __init__(self, workdir: Path, site: Path, api_port: int, *, name: str = "gateway") -> None:
-        self.workdir, self.site, self.api_port, self.name = workdir, site, api_port, name
-        self.proc: subprocess.Popen | None = None
-        self.log = workdir / f"{name}.log"
+        super().__init__(workdir, name=name)
+        self.site, self.api_port = site, api_port
+        self.log = self.log_path
 
-    def __enter__(self) -> GatewayProcess:
-        return self.start()
-
-    def start(self) -> GatewayProcess:
+    def command(self) -> list[str]:
         pedf = Path(sys.executable).with_name("pedf")
-        self.proc = subprocess.Popen(
-            [str(pedf), "--log-format", "json", "run", str(self.site)],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=open(self.log, "ab"),
-        )
-        self.proc.stderr_path = self.log  # type: ignore[attr-defined]
-        _wait_line(self.proc, "ready", 60, f"pedf run ({self.log})")
-        return self
+        if not pedf.exists():
+            raise RuntimeError(f"{pedf} not found: install the project into the venv (pip install -e .)")
+        return [str(pedf), "--log-format", "json", "run", str(self.site)]
+
+    def cwd(self) -> Path:
+        return ROOT
 
     def status(self) -> dict[str, Any]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.api_port}/status", timeout=5) as resp:
             return json.load(resp)
-
-    def terminate(self, timeout: float = 30) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
     def cpu_seconds(self) -> float:
         assert self.proc is not None
@@ -225,4 +166,4 @@ def wait_until(predicate, timeout: float, interval: float = 0.25, what: str = "c
     raise TimeoutError(f"{what} not reached within {timeout} s (last: {last!r})")
 
 
-__all__ = ["GatewayProcess", "SimulatorProcess", "free_port", "wait_until", "write_site"]
+__all__ = ["ROOT", "GatewayProcess", "PythonModule", "SimulatorProcess", "wait_until", "write_site"]

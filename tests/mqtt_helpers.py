@@ -12,9 +12,9 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.config import MqttSection
+from gateway.ingest import MqttIngest
 from gateway.journal import Journal
-from gateway.mqtt_config import MqttSection
-from gateway.mqtt_ingest import MqttIngest
 
 
 class Publisher:

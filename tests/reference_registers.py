@@ -1,6 +1,6 @@
 """An independent reference encoder for Modbus register values, written with integer arithmetic.
 
-It shares no code with :mod:`drivers.registers` (which packs with ``struct`` and slices bytes):
+It shares no code with :mod:`drivers.modbus._registers` (which packs with ``struct`` and slices bytes):
 a value becomes one unsigned integer of 16·n bits (two's complement for signed types, the IEEE 754
 bit pattern for floats via numpy's ``view``), words are cut from it with shifts and masks, high
 word first; ``word_order="little"`` reverses the words and ``byte_order="little"`` swaps the two

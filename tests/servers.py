@@ -5,39 +5,23 @@ can be stopped and restarted on the same port and data folder to inject outages.
 is an error, not a skip (DESIGN.md, "Real services in tests").  Traps handled here are those listed
 in DESIGN.md: influxd's default 0.0.0.0:8086 and 127.0.0.1:8088 binds, victoria-metrics' duplicate
 samples without ``-dedup.minScrapeInterval`` and its one-month default retention, mosquitto dropping
-to a user that cannot write a root-owned persistence folder.
+to a user that cannot write a root-owned persistence folder.  Also the pymodbus server of the Modbus
+client tests (``tests/modbus_test_server.py``).  Every one is a ``tests.processes.Process``.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import signal
 import socket
-import subprocess
-import time
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def find_binary(name: str) -> str:
-    path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}")
-                                       if os.access(p, os.X_OK)), None)
-    if path is None:
-        raise RuntimeError(f"{name} not found on PATH: install the Debian package (see DESIGN.md, "
-                           f"'Real services in tests'); tests that need it cannot run without it")
-    return path
+from tests.processes import Process, find_binary, free_port
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
@@ -48,73 +32,23 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-class ServerProcess:
-    """A child process with a readiness probe; subclasses give the command line and the probe."""
+class ServerProcess(Process):
+    """A server on a free loopback port; subclasses give the command line and the readiness probe.
+    stdout and stderr share ``<name>.log``."""
 
     name = "server"
-    start_timeout_s = 20.0
+    merge_output = True
 
     def __init__(self, workdir: Path) -> None:
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
+        super().__init__(workdir)
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = self.workdir / f"{self.name}.log"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def command(self) -> list[str]:
-        raise NotImplementedError
-
     def ready(self) -> bool:
         raise NotImplementedError
-
-    def start(self) -> ServerProcess:
-        cmd = self.command()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
-        deadline = time.monotonic() + self.start_timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}")
-            try:
-                if self.ready():
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready in {self.start_timeout_s} s: {self.log_tail()}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def restart(self) -> ServerProcess:
-        self.stop()
-        return self.start()
-
-    def log_tail(self, n: int = 2000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return "<no log>"
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class InfluxD(ServerProcess):
@@ -255,3 +189,23 @@ max_inflight_messages 1000
     def ready(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1):
             return True
+
+
+class ModbusTestServer(Process):
+    """``tests/modbus_test_server.py CONFIG`` (a pymodbus server in its own process, see there).
+
+    ``kill()`` then ``start()`` again restarts it on the same port (the port is in ``config``)."""
+
+    name = "modbus-test-server"
+    ready_word = "ready"
+    script = Path(__file__).with_name("modbus_test_server.py")
+
+    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+        super().__init__(workdir)
+        self.config = config
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(self.script), json.dumps(self.config)]
+
+
+__all__ = ["InfluxD", "ModbusTestServer", "Mosquitto", "ServerProcess", "VictoriaMetrics", "http_get"]

@@ -14,8 +14,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 import yaml
-from harness import GatewayProcess, SimulatorProcess, free_port, write_site
-from servers import InfluxD
+
+from tests.harness import GatewayProcess, SimulatorProcess, write_site
+from tests.processes import free_port
+from tests.servers import InfluxD
+
+pytestmark = pytest.mark.services
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PEDF = str(Path(sys.executable).with_name("pedf"))
@@ -306,10 +310,10 @@ def test_journal_of_a_real_simulator_and_gateway_run(tmp_path: Path) -> None:
 BUILDINGS_SCRIPT = """
 import json, sys
 import numpy as np
-from gateway.analyze import analyze
-from gateway.channels import DeviceReadings
-from gateway.kpis import factor_choice
-from gateway.site import load_site
+from gateway.analysis._batch import analyze
+from gateway.analysis._channels import DeviceReadings
+from gateway.analysis._kpis import factor_choice
+from gateway.config._site import load_site
 
 site = load_site(sys.argv[1])
 t0 = int(sys.argv[2])

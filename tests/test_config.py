@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway.config import load_site
 from gateway.errors import ConfigError
-from gateway.site import load_site
 
 HEAD = """\
 site:

@@ -7,12 +7,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site
 from pymodbus.client import AsyncModbusTcpClient
-from reference_registers import decode as reference_decode
-from servers import InfluxD, VictoriaMetrics
 
-from drivers.profiles import load_profile
+from drivers.modbus import load_profile
+from tests.harness import GatewayProcess, SimulatorProcess, wait_until, write_site
+from tests.processes import free_port
+from tests.reference_registers import decode as reference_decode
+from tests.servers import InfluxD, VictoriaMetrics
+
+pytestmark = pytest.mark.services
 
 DEVICES = [
     {"name": "grid_meter", "profile": "dtsu666", "role": "grid_meter"},

@@ -8,8 +8,13 @@ import sqlite3
 import time
 from pathlib import Path
 
-from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site
-from servers import InfluxD
+import pytest
+
+from tests.harness import GatewayProcess, SimulatorProcess, wait_until, write_site
+from tests.processes import free_port
+from tests.servers import InfluxD
+
+pytestmark = pytest.mark.services
 
 
 def _counts_by_device(influxd: InfluxD) -> dict[str, int]:

@@ -107,7 +107,7 @@ async def test_failed_commit_acknowledges_nothing(tmp_path: Path) -> None:
 async def test_cap_drops_oldest_counts_and_stays_bounded(tmp_path: Path, caplog) -> None:
     path = tmp_path / "j.db"
     cap = 400_000
-    caplog.set_level(logging.WARNING, logger="gateway.journal")
+    caplog.set_level(logging.WARNING, logger="pedf.journal")
     async with Journal(path, max_bytes=cap, synchronous="NORMAL") as j:
         sid = await j.series_id(WIDE)
         j.register_sink("influx")
@@ -151,7 +151,7 @@ async def test_wait_for_data_wakes_on_commit(tmp_path: Path) -> None:
 CHILD = textwrap.dedent("""
     import asyncio, sys
     import numpy as np
-    from gateway.journal import Journal
+    from gateway.journal._journal import Journal
     from gateway.series import Sample, SeriesKey
 
     async def main():

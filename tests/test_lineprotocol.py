@@ -18,10 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway._lp_kernels import format_float
 from gateway.journal import JournalRow
-from gateway.lineprotocol import LineEncoder, escape_key, escape_measurement, escape_string_field
 from gateway.series import SeriesKey
+from gateway.sinks import LineEncoder, escape_key, escape_measurement, escape_string_field, format_float
 
 # Examples from the InfluxDB line protocol reference, "Special characters".
 ESCAPES = [
@@ -93,8 +92,9 @@ def test_python_encoder_keeps_percent_signs_and_caches_gap_patterns() -> None:
     assert enc.encode_rows(rows) == [enc.encode_row(r) for r in rows[:3]]  # formats from the cache
 
 
+@pytest.mark.services
 def test_default_encoder_does_not_load_numba() -> None:
-    code = ("import sys; from gateway.lineprotocol import LineEncoder; import gateway.service; "
+    code = ("import sys; from gateway.sinks._lineprotocol import LineEncoder; import gateway.service._gateway; "
             "e = LineEncoder(lambda _: None); print(e.compiled, 'numba' in sys.modules, "
             "'influxdb_client' in sys.modules)")
     env = {k: v for k, v in os.environ.items() if k != "PEDF_LP_ENCODER"}
@@ -246,6 +246,7 @@ def test_mixed_batch_keeps_row_order(compiled: bool) -> None:
     assert enc.encode_lines_bytes(rows) == "\n".join(enc.encode_rows(rows)).encode()
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("compiled", ENCODERS)
 def test_influxd_accepts_and_returns_every_kind(influxd, compiled: bool) -> None:
     influxd.create_database("lp")

@@ -13,9 +13,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site
-from servers import InfluxD
-from test_analyze import ANALYTICS, EAST_2022, NOON, RESIDUAL_2022, SIM_DEVICES, counter_at
+
+from tests.harness import GatewayProcess, SimulatorProcess, wait_until, write_site
+from tests.processes import free_port
+from tests.servers import InfluxD
+from tests.test_analyze import ANALYTICS, EAST_2022, NOON, RESIDUAL_2022, SIM_DEVICES, counter_at
+
+pytestmark = pytest.mark.services
 
 STEP_S = 5
 

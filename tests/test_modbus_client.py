@@ -4,71 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import logging
 import math
 import shutil
-import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
-import reference_registers as ref
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers.modbus_client import DeviceStats, ModbusDeviceSpec, ModbusPoller, SerialLink, TcpLink
-from drivers.point_spec import Point
+from drivers.modbus import DeviceStats, ModbusDeviceSpec, ModbusPoller, Point, SerialLink, TcpLink
 from gateway.errors import WriteRefused
+from tests import reference_registers as ref
+from tests.processes import free_port
+from tests.servers import ModbusTestServer
 
-SERVER = Path(__file__).with_name("modbus_test_server.py")
 HOST = "127.0.0.1"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """A pymodbus server process; ``start()`` again after ``kill()`` to restart it on the same port."""
-
-    def __init__(self, config: dict) -> None:
-        self.config = config
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Server:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), json.dumps(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.strip() == "ready", f"server did not start: {line!r}"
-        return self
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(5)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 @pytest.fixture
-def servers():
-    started: list[Server] = []
+def servers(tmp_path):
+    started: list[ModbusTestServer] = []
 
-    def start(config: dict) -> Server:
-        server = Server(config).start()
+    def start(config: dict) -> ModbusTestServer:
+        server = ModbusTestServer(tmp_path / f"modbus-{len(started)}", config).start()
         started.append(server)
         return server
 
@@ -139,6 +100,7 @@ def layout_expected() -> list[float]:
     return [math.nan if p.type == "string" else raw * p.scale + p.offset for p, raw, _ in LAYOUT]
 
 
+@pytest.mark.services
 async def test_values_read_back_equal_server_registers(servers) -> None:
     port = free_port()
     servers({"tcp": [HOST, port], "devices": [{"id": 3, "registers": layout_image()}]})
@@ -164,6 +126,7 @@ async def test_values_read_back_equal_server_registers(servers) -> None:
     assert stats.last_ok_ns == stamps[-1]
 
 
+@pytest.mark.services
 async def test_two_unit_ids_on_one_tcp_line_are_serialised(servers) -> None:
     port = free_port()
     server = servers(
@@ -209,6 +172,7 @@ async def test_two_unit_ids_on_one_tcp_line_are_serialised(servers) -> None:
     assert gaps and min(gaps) >= 0.12
 
 
+@pytest.mark.services
 async def test_silent_device_does_not_delay_a_healthy_line(servers) -> None:
     healthy_port, silent_port = free_port(), free_port()
     servers({"tcp": [HOST, healthy_port], "devices": [{"id": 1, "registers": list(range(20))}]})
@@ -239,6 +203,7 @@ async def test_silent_device_does_not_delay_a_healthy_line(servers) -> None:
     assert stats["ok"].timeouts == 0 and stats["ok"].up
 
 
+@pytest.mark.services
 async def test_exception_response_is_counted_and_polling_goes_on(servers, caplog) -> None:
     port = free_port()
     servers({"tcp": [HOST, port], "devices": [{"id": 7, "registers": [5] * 10}]})
@@ -261,6 +226,7 @@ async def test_exception_response_is_counted_and_polling_goes_on(servers, caplog
     assert any(expected in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.services
 async def test_server_restart_reconnects_and_resumes(servers) -> None:
     port = free_port()
     server = servers({"tcp": [HOST, port], "devices": [{"id": 1, "registers": [42] * 4}]})
@@ -293,6 +259,7 @@ async def test_server_restart_reconnects_and_resumes(servers) -> None:
     assert {float(v[0]) for _, _, v, _ in rec.polls["m"]} == {42.0}
 
 
+@pytest.mark.services
 async def test_writes_are_checked_and_land_in_the_server(servers) -> None:
     port = free_port()
     servers({"tcp": [HOST, port], "devices": [{"id": 4, "registers": [0] * 20}]})
@@ -323,6 +290,7 @@ async def test_writes_are_checked_and_land_in_the_server(servers) -> None:
     np.testing.assert_allclose(rec.polls["bat"][0][2], [-12.3, 49.5, 0.0])
 
 
+@pytest.mark.services
 async def test_late_rtu_reply_is_not_taken_for_the_next_answer(servers) -> None:
     # RTU frames carry no transaction id: the first read is answered after 0.5 s (timeout 0.3 s).
     # The retry goes out 0.3..0.4 s after the first send without the settle time, >= 0.6 s with it.
@@ -352,6 +320,7 @@ async def test_late_rtu_reply_is_not_taken_for_the_next_answer(servers) -> None:
     assert poller.stats()["gw"].timeouts == 1
 
 
+@pytest.mark.services
 async def test_rtu_over_serial_through_a_pty_pair(servers, tmp_path) -> None:
     socat = shutil.which("socat")
     assert socat, "socat (Debian package) is needed for the serial test"
@@ -412,6 +381,7 @@ def test_devices_on_one_line_must_agree_on_its_settings() -> None:
         ModbusPoller([a, a], Recorder())
 
 
+@pytest.mark.services
 async def test_bits_input_registers_and_a_coil_write(servers) -> None:
     port = free_port()
     coils = [True, False, True, True, False, False, False, False, True, False]
@@ -447,6 +417,7 @@ async def test_bits_input_registers_and_a_coil_write(servers) -> None:
     assert rec.polls["io"][-1][2][0] == 1.0
 
 
+@pytest.mark.services
 async def test_frame_gap_separates_frames_on_a_shared_line(servers) -> None:
     port = free_port()
     servers(
@@ -471,6 +442,7 @@ async def test_frame_gap_separates_frames_on_a_shared_line(servers) -> None:
     assert gaps and min(gaps) >= 0.13
 
 
+@pytest.mark.services
 async def test_slow_polls_skip_slots_instead_of_queueing(servers) -> None:
     port = free_port()
     servers({"tcp": [HOST, port], "devices": [{"id": 1, "registers": [3] * 4, "delay_s": 0.25}]})
@@ -494,6 +466,7 @@ async def test_slow_polls_skip_slots_instead_of_queueing(servers) -> None:
     assert stats.overruns >= 3 and stats.timeouts == 0 and stats.up
 
 
+@pytest.mark.services
 async def test_wrong_register_count_is_counted_as_malformed(servers, caplog) -> None:
     port = free_port()
     servers({"tcp": [HOST, port], "short": True})

@@ -7,15 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
-import reference_registers as ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus_codec import DeviceDecoder, encode_write
-from drivers.point_spec import Point
-from drivers.registers import DataType, decode_value, encode_value
-from drivers.request_plan import plan_requests
+from drivers.modbus import DataType, DeviceDecoder, Point, decode_value, encode_value, encode_write, plan_requests
 from gateway.errors import WriteRefused
+from tests import reference_registers as ref
 
 NUMERIC = ["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64"]
 ORDERS = ["big", "little"]

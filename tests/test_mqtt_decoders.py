@@ -13,15 +13,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from mqtt_helpers import rows_by_series, section
 
-from drivers import mqtt_decoders as dec
-from drivers.mqtt_source import InboundMessage
-from drivers.mqtt_topics import TopicTemplateError, parse_template
+from drivers.mqtt import InboundMessage, TopicTemplateError, parse_template
+from drivers.mqtt import _decoders as dec
+from gateway.config import load_site
 from gateway.errors import ConfigError
+from gateway.ingest import MqttIngest
 from gateway.journal import Journal
-from gateway.mqtt_ingest import MqttIngest
-from gateway.site import load_site
+from tests.mqtt_helpers import rows_by_series, section
 
 SH = zoneinfo.ZoneInfo("Asia/Shanghai")
 TS = 1_700_000_000

@@ -17,9 +17,14 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import yaml
-from harness import GatewayProcess, free_port, wait_until
-from mqtt_helpers import Publisher
+
+from tests.harness import GatewayProcess, wait_until
+from tests.mqtt_helpers import Publisher
+from tests.processes import free_port
+
+pytestmark = pytest.mark.services
 
 N = int(os.environ.get("PEDF_MQTT_DURABILITY_N", "30000"))
 T0 = 1_700_000_000 * 10**9

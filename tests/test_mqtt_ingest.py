@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from mqtt_helpers import Publisher, rows_by_series, running_ingest, section, wait_for
-from servers import Mosquitto, free_port
 
-from drivers.mqtt_source import BrokerEndpoint, InboundMessage, MqttConnectError, MqttSource
-from gateway import cli
+from drivers.mqtt import BrokerEndpoint, InboundMessage, MqttConnectError, MqttSource
+from gateway.cli import _main as cli
+from gateway.ingest import MqttIngest
 from gateway.journal import Journal
-from gateway.mqtt_ingest import MqttIngest
+from tests.mqtt_helpers import Publisher, rows_by_series, running_ingest, section, wait_for
+from tests.processes import free_port
+from tests.servers import Mosquitto
 
 TS = 1_700_000_000  # 2023-11-14T22:13:20Z
 
@@ -47,6 +48,7 @@ def tags(**kw: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"site": "t", **kw}.items()))
 
 
+@pytest.mark.services
 async def test_templates_and_every_decoder_through_the_broker(mosquitto, tmp_path: Path) -> None:
     pub = Publisher(mosquitto.port)
     async with running_ingest(section(mosquitto.port, SUBS), tmp_path / "j.db") as (ingest, journal):
@@ -81,6 +83,7 @@ async def test_templates_and_every_decoder_through_the_broker(mosquitto, tmp_pat
     assert stats["acked"] == 5  # QoS 1 messages acknowledged, the QoS 0 one counted apart
 
 
+@pytest.mark.services
 async def test_bad_payloads_are_dead_lettered_and_the_subscription_continues(mosquitto, tmp_path: Path,
                                                                              capsys) -> None:
     pub = Publisher(mosquitto.port)
@@ -111,6 +114,7 @@ async def test_bad_payloads_are_dead_lettered_and_the_subscription_continues(mos
     assert "4 dead-lettered payload(s)" in out and "sensors/x/temp_c" in out and "0 dead-lettered line(s)" in out
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_persistent_session_keeps_messages_sent_while_away(mosquitto, tmp_path: Path, protocol: str) -> None:
     sec = section(mosquitto.port, SUBS[:1], protocol=protocol, client_id=f"persist-{protocol}")
@@ -170,6 +174,7 @@ def make_pki(d: Path) -> None:
                  "-out", f"{name}.crt", "-days", "2", "-extfile", "san.ext", cwd=d)
 
 
+@pytest.mark.services
 async def test_tls_with_client_certificate(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     pki.mkdir()
@@ -195,6 +200,7 @@ async def test_tls_with_client_certificate(tmp_path: Path) -> None:
                 await no_cert.connect(no_cert.brokers[0])
 
 
+@pytest.mark.services
 async def test_refused_credentials_name_the_broker_and_the_reason(tmp_path: Path) -> None:
     d = tmp_path / "mosq"
     d.mkdir()
@@ -214,6 +220,7 @@ async def test_refused_credentials_name_the_broker_and_the_reason(tmp_path: Path
             assert await ok.connect(ok.brokers[0]) is False
 
 
+@pytest.mark.services
 async def test_reconnects_with_backoff_and_resubscribes_after_a_broker_restart(mosquitto, tmp_path: Path) -> None:
     sec = section(mosquitto.port, SUBS[:1], reconnect_min_s=0.1, reconnect_max_s=0.5)
     async with running_ingest(sec, tmp_path / "j.db") as (ingest, _):
@@ -226,10 +233,11 @@ async def test_reconnects_with_backoff_and_resubscribes_after_a_broker_restart(m
         assert ingest.source.stats.disconnects >= 1
 
 
+@pytest.mark.services
 async def test_demo_embedded_broker_and_submeters_reach_the_journal(tmp_path: Path) -> None:
     """``make demo`` without a broker: amqtt (MQTT 3.1.1) in process, Tasmota and Shelly sub-meters."""
-    from gateway.mqtt_config import MqttSection
-    from gateway.mqtt_demo import SubMeterPublisher, demo_mqtt_section, embedded_broker
+    from gateway.config import MqttSection
+    from gateway.demo import SubMeterPublisher, demo_mqtt_section, embedded_broker
 
     port = free_port()
     async with embedded_broker(port):
@@ -250,6 +258,7 @@ async def test_demo_embedded_broker_and_submeters_reach_the_journal(tmp_path: Pa
     assert rack[-1][1]["switch0_e_import_kwh"] == pytest.approx(publisher.totals()["it_rack"], abs=1e-3)
 
 
+@pytest.mark.services
 async def test_a_failed_commit_is_not_acknowledged_and_is_redelivered(mosquitto, tmp_path: Path) -> None:
     sec = section(mosquitto.port, SUBS[:1], reconnect_min_s=0.1)
     pub = Publisher(mosquitto.port)

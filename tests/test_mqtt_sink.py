@@ -12,15 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as paho
+import pytest
 import yaml
-from harness import GatewayProcess, free_port, wait_until
-from mqtt_helpers import wait_for
 from paho.mqtt.enums import CallbackAPIVersion
 
+from gateway.config import MqttBroker, MqttPublish
 from gateway.journal import Journal
-from gateway.mqtt_config import MqttBroker, MqttPublish
-from gateway.mqtt_sink import MqttSink, ha_sensor
 from gateway.series import Sample, SeriesKey
+from gateway.sinks import MqttSink, ha_sensor
+from tests.harness import GatewayProcess, wait_until
+from tests.mqtt_helpers import wait_for
+from tests.processes import free_port
 
 TS = 1_700_000_000 * 10**9
 
@@ -57,6 +59,7 @@ def test_ha_sensor_classes_from_unit_suffixes() -> None:
     assert ha_sensor("status") == {"state_class": "measurement"}
 
 
+@pytest.mark.services
 async def test_latest_values_discovery_and_graceful_offline(mosquitto, tmp_path: Path) -> None:
     watch = Retained(mosquitto.port)
     async with Journal(tmp_path / "j.db", synchronous="NORMAL") as journal:
@@ -88,6 +91,7 @@ async def test_latest_values_discovery_and_graceful_offline(mosquitto, tmp_path:
     assert sink.stats()["discovery"] == 2
 
 
+@pytest.mark.services
 def test_last_will_says_offline_when_the_gateway_is_killed(mosquitto, tmp_path: Path) -> None:
     api_port = free_port()
     site = tmp_path / "site.yaml"

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.point_spec import Point
-from drivers.profiles import ProfileError, available_profiles, load_profile
-from drivers.registers import DataType, RegisterType
+from drivers.modbus import DataType, Point, ProfileError, RegisterType, available_profiles, load_profile
 
 REQUIRED = {
     "dtsu666",

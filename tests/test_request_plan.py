@@ -8,8 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.point_spec import Point
-from drivers.request_plan import ReadRequest, RequestPlan, plan_requests
+from drivers.modbus import Point, ReadRequest, RequestPlan, plan_requests
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
-from harness import SimulatorProcess, free_port
 
-from drivers.profiles import load_profile
+from drivers.modbus import load_profile
+from tests.harness import SimulatorProcess
+from tests.processes import free_port
+
+pytestmark = pytest.mark.services
 
 
 def test_scan_prints_a_usable_profile_for_sunspec_devices(tmp_path: Path) -> None:

@@ -10,14 +10,18 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
-from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site
+
+from tests.harness import GatewayProcess, SimulatorProcess, wait_until, write_site
+from tests.processes import free_port
 
 
 def _pedf() -> str:
     return str(Path(sys.executable).with_name("pedf"))
 
 
+@pytest.mark.services
 def test_sighup_reload_restarts_only_changed_devices_and_refuses_a_broken_file(tmp_path: Path) -> None:
     devices = [
         {"name": "steady", "profile": "bench60", "port": free_port(), "interval_s": 0.2},
@@ -60,6 +64,7 @@ def test_sighup_reload_restarts_only_changed_devices_and_refuses_a_broken_file(t
     assert samples_before_stop > 20
 
 
+@pytest.mark.services
 def test_pedf_status_shows_devices_backlog_and_oldest_unsent_age(tmp_path: Path) -> None:
     devices = [{"name": "m1", "profile": "dtsu666", "port": free_port(), "role": "grid_meter"},
                {"name": "gone", "profile": "bench60", "port": free_port()}]
@@ -86,6 +91,7 @@ def _status_json(port: int) -> dict:
     return json.loads(out.stdout)
 
 
+@pytest.mark.services
 def test_status_without_a_gateway_says_so(tmp_path: Path) -> None:
     out = subprocess.run([_pedf(), "status", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True,
                          text=True, timeout=30)
@@ -94,7 +100,7 @@ def test_status_without_a_gateway_says_so(tmp_path: Path) -> None:
 
 
 def test_status_text_shows_mqtt_ingest() -> None:
-    from gateway.status_view import render_status
+    from gateway.service import render_status
 
     status = {"site": "s", "devices_up": 0, "devices_total": 0, "samples_per_s": 0.0, "samples": 0, "overruns": 0,
               "uptime_s": 5.0, "devices": {}, "journal": {"rows": 3, "bytes": 1000, "dropped_rows": 0, "sinks": {}},

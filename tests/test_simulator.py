@@ -20,10 +20,11 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
-from drivers.profiles import load_profile
-from drivers.registers import decode_value, encode_value
+from drivers.modbus import decode_value, encode_value, load_profile
 from drivers.simulator import roles
 from drivers.simulator.physics import SHANGHAI, BuildingModel, LossModel, solar_elevation_deg
+from tests.harness import PythonModule
+from tests.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DAY = 86400.0
@@ -142,20 +143,13 @@ def test_seed_makes_runs_deterministic() -> None:
 
 
 def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+    return [free_port() for _ in range(n)]
 
 
 @dataclass
 class Sim:
     ports: dict[str, int]
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen
     poll_log: Path
 
 
@@ -187,30 +181,9 @@ def _start(tmp: Path, *args: str) -> Sim:
     ]
     (tmp / "devices.json").write_text(json.dumps(devices))
     log = tmp / "poll.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "drivers.simulator",
-        "--devices",
-        str(tmp / "devices.json"),
-        "--poll-log",
-        str(log),
-        *args,
-    ]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 20)
-    line = proc.stdout.readline() if ready else ""
-    if line.strip() != "ready":
-        proc.kill()
-        raise AssertionError(f"simulator did not start: {line!r} {proc.stderr.read()}")
-    return Sim(port_of, proc, log)
+    args = ["--devices", str(tmp / "devices.json"), "--poll-log", str(log), *args]
+    sim = PythonModule(tmp, "drivers.simulator", args, name="simulator").start()
+    return Sim(port_of, sim.proc, log)
 
 
 def _stop(sim: Sim) -> None:
@@ -247,6 +220,7 @@ def _expected_now(seed: int, start: datetime, role: str) -> dict[str, float]:
     return roles.fields_for("meter", role)(BuildingModel(seed=seed, start=start))
 
 
+@pytest.mark.services
 def test_mbpoll_reads_meter_registers(frozen_noon: Sim) -> None:
     port = frozen_noon.ports["grid"]
     out = subprocess.run(
@@ -282,6 +256,7 @@ def test_mbpoll_reads_meter_registers(frozen_noon: Sim) -> None:
         assert values[p.address] * p.scale == pytest.approx(exp[name], rel=1e-5), name
 
 
+@pytest.mark.services
 def test_input_and_holding_registers_are_separate_blocks(frozen_noon: Sim) -> None:
     port = frozen_noon.ports["load"]  # sdm630 (unit 2) shares the port with the dtsu666 (unit 1)
     with ModbusTcpClient("127.0.0.1", port=port) as c:
@@ -292,6 +267,7 @@ def test_input_and_holding_registers_are_separate_blocks(frozen_noon: Sim) -> No
         assert not c.read_holding_registers(0x2000, count=2, device_id=1).isError()
 
 
+@pytest.mark.services
 def test_setpoints_over_modbus_are_clamped(frozen_noon: Sim) -> None:
     with ModbusTcpClient("127.0.0.1", port=frozen_noon.ports["bc"]) as c:
         p_set = load_profile("dc_converter").point("p_set_kw")
@@ -313,6 +289,7 @@ def test_setpoints_over_modbus_are_clamped(frozen_noon: Sim) -> None:
         assert decode_value(c.read_holding_registers(0, count=1, device_id=1).registers, "int16") == 250
 
 
+@pytest.mark.services
 def test_pysunspec2_client_scans_inverter_and_battery(frozen_noon: Sim) -> None:
     inv = SunSpecModbusClientDeviceTCP(
         slave_id=1, ipaddr="127.0.0.1", ipport=frozen_noon.ports["pv"], timeout=5
@@ -340,6 +317,7 @@ def test_pysunspec2_client_scans_inverter_and_battery(frozen_noon: Sim) -> None:
         bat.close()
 
 
+@pytest.mark.services
 def test_energy_balance_from_counters_over_a_simulated_day(tmp_path: Path) -> None:
     sim = _start(
         tmp_path,
@@ -407,6 +385,7 @@ def test_energy_balance_from_counters_over_a_simulated_day(tmp_path: Path) -> No
     assert pv + imp + dis == pytest.approx(load + exp + cha + losses, abs=0.15)
 
 
+@pytest.mark.services
 def test_seed_makes_served_values_deterministic(tmp_path: Path) -> None:
     def grid_values(seed: str, sub: str) -> dict[str, float]:
         (tmp_path / sub).mkdir()
@@ -424,6 +403,7 @@ def test_seed_makes_served_values_deterministic(tmp_path: Path) -> None:
     assert a["p_kw"] != c["p_kw"]
 
 
+@pytest.mark.services
 def test_poll_log_has_one_line_per_answered_read(frozen_noon: Sim) -> None:
     with ModbusTcpClient("127.0.0.1", port=frozen_noon.ports["gc"]) as c:
         for _ in range(7):
@@ -436,6 +416,7 @@ def test_poll_log_has_one_line_per_answered_read(frozen_noon: Sim) -> None:
     assert all(int(ln[0]) > 1_700_000_000 * 10**9 for ln in gc_lines)
 
 
+@pytest.mark.services
 def test_fault_injection(tmp_path: Path) -> None:
     sim = _start(
         tmp_path, "--speed", "0", "--fault", "grid=timeout", "--fault", "pv=exception2", "--fault", "gc=drop"
@@ -458,6 +439,7 @@ def test_fault_injection(tmp_path: Path) -> None:
         _stop(sim)
 
 
+@pytest.mark.services
 def test_one_process_serves_1000_bench60_devices(tmp_path: Path) -> None:
     import asyncio
 
@@ -500,24 +482,14 @@ def test_one_process_serves_1000_bench60_devices(tmp_path: Path) -> None:
         _stop(sim)
 
 
-def _start_one(tmp: Path, device: dict, *args: str) -> tuple[subprocess.Popen[str], int]:
+def _start_one(tmp: Path, device: dict, *args: str) -> tuple[subprocess.Popen, int]:
     port = _free_ports(1)[0]
     (tmp / "one.json").write_text(json.dumps([device | {"port": port}]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "drivers.simulator", "--devices", str(tmp / "one.json"), *args],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 20)
-    if not (ready and proc.stdout.readline().strip() == "ready"):
-        proc.kill()
-        raise AssertionError(proc.stderr.read())
-    return proc, port
+    sim = PythonModule(tmp, "drivers.simulator", ["--devices", str(tmp / "one.json"), *args], name="simulator").start()
+    return sim.proc, port
 
 
+@pytest.mark.services
 def test_counter_offset_rolls_over_at_width_times_scale(tmp_path: Path) -> None:
     point = load_profile("dc_load_controller").point("e_import_kwh")
     wrap = point.counter_wrap()
@@ -541,6 +513,7 @@ def test_counter_offset_rolls_over_at_width_times_scale(tmp_path: Path) -> None:
     assert 0.3 < delta_kwh < 20.0
 
 
+@pytest.mark.services
 def test_faults_file_switches_faults_while_serving(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     device = {"name": "gc", "profile": "grid_converter", "unit_id": 1}

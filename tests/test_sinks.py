@@ -14,11 +14,8 @@ from aiohttp import web
 
 from gateway.errors import SinkRejected, SinkUnavailable
 from gateway.journal import Journal
-from gateway.lineprotocol import LineEncoder
 from gateway.series import Sample, SeriesKey
-from gateway.sinks.delivery import Delivery
-from gateway.sinks.influx_v1 import InfluxV1Writer
-from gateway.sinks.influx_v2 import InfluxV2Writer
+from gateway.sinks import Delivery, InfluxV1Writer, InfluxV2Writer, LineEncoder
 
 T0 = 1_700_000_000_000_000_000
 METER = SeriesKey("meter", (("device", "m1"), ("site", "s1")), ("p_kw", "e_kwh", "n_i"),
@@ -53,6 +50,7 @@ async def delivering(delivery: Delivery):
             await task
 
 
+@pytest.mark.services
 async def test_v1_rows_arrive_in_influxd(tmp_path: Path, influxd) -> None:
     influxd.create_database("pedf")
     async with Journal(tmp_path / "j.db") as journal:
@@ -73,6 +71,7 @@ async def test_v1_rows_arrive_in_influxd(tmp_path: Path, influxd) -> None:
         assert influxd.points_written() == 1000
 
 
+@pytest.mark.services
 async def test_v2_path_lands_in_victoria_metrics(tmp_path: Path, victoria_metrics) -> None:
     async with Journal(tmp_path / "j.db") as journal:
         sid = await journal.series_id(METER)
@@ -94,6 +93,7 @@ async def test_v2_path_lands_in_victoria_metrics(tmp_path: Path, victoria_metric
     assert series["values"][:3] == [100.0, 101.0, 102.0]
 
 
+@pytest.mark.services
 async def test_one_bad_line_is_dead_lettered_and_the_rest_written(tmp_path: Path, influxd) -> None:
     influxd.create_database("pedf")
     conflicting = SeriesKey("meter", (("device", "m9"), ("site", "s1")), ("p_kw",), ("int",))
@@ -119,6 +119,7 @@ async def test_one_bad_line_is_dead_lettered_and_the_rest_written(tmp_path: Path
     assert len(influxd.query("SELECT e_kwh FROM meter WHERE device = 'm1'", db="pedf")) == 60
 
 
+@pytest.mark.services
 async def test_outage_is_bridged_and_cursor_waits_for_acceptance(tmp_path: Path, influxd) -> None:
     influxd.create_database("pedf")
     async with Journal(tmp_path / "j.db") as journal:
@@ -139,6 +140,7 @@ async def test_outage_is_bridged_and_cursor_waits_for_acceptance(tmp_path: Path,
         assert len(influxd.query("SELECT p_kw FROM meter", db="pedf")) == 600
 
 
+@pytest.mark.services
 async def test_cancel_flushes_what_is_pending(tmp_path: Path, influxd) -> None:
     influxd.create_database("pedf")
     async with Journal(tmp_path / "j.db") as journal:
@@ -218,6 +220,7 @@ class RawRows:
         return "\n".join(self.lines[r.seq] for r in rows if r.seq in self.lines).encode()
 
 
+@pytest.mark.services
 async def test_5xx_and_429_are_retried_honouring_retry_after(tmp_path: Path, status_server) -> None:
     server, url = await status_server([(503, {}), (401, {}), (429, {"Retry-After": "1"})])
     async with Journal(tmp_path / "j.db") as journal:
@@ -234,6 +237,7 @@ async def test_5xx_and_429_are_retried_honouring_retry_after(tmp_path: Path, sta
     assert await journal_dead_letters(tmp_path / "j.db") == []  # a 401 is a wrong password, not a bad line
 
 
+@pytest.mark.services
 async def test_4xx_is_bisected_never_retried_forever(tmp_path: Path, status_server) -> None:
     server, url = await status_server([])
     async with Journal(tmp_path / "j.db") as journal:
@@ -254,6 +258,7 @@ async def test_4xx_is_bisected_never_retried_forever(tmp_path: Path, status_serv
     assert delivery.stats().retries == 0
 
 
+@pytest.mark.services
 def test_mosquitto_fixture_keeps_queued_messages_across_restart(mosquitto) -> None:
     """The broker fixture others build on: persistence in its temp dir survives a SIGTERM restart."""
     import paho.mqtt.client as mqtt
@@ -287,8 +292,9 @@ def test_mosquitto_fixture_keeps_queued_messages_across_restart(mosquitto) -> No
     assert received == [b"kept"]
 
 
+@pytest.mark.services
 async def test_v1_basic_auth_against_influxd_with_auth(tmp_path: Path) -> None:
-    from servers import InfluxD
+    from tests.servers import InfluxD
 
     with InfluxD(tmp_path / "influxd", auth_enabled=True) as server:
         server.query("CREATE USER admin WITH PASSWORD 'right-pw' WITH ALL PRIVILEGES")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import datetime
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from drivers import sunspec
-from drivers.profiles import load_profile
-from drivers.registers import decode_value
+from drivers.modbus import _sunspec as sunspec
+from drivers.modbus import decode_value, discover_sunspec, load_profile
 from drivers.simulator.physics import SHANGHAI
 from drivers.simulator.server import SimulatedDevice, serve
+from tests.processes import free_port as _free_port
 
 INV_MAP = [
     sunspec.FieldMap(103, "W", "p_kw", 0.001, "kW"),
@@ -67,12 +66,7 @@ def test_broken_chain_and_missing_marker_raise() -> None:
         sunspec.points_from_registers([0, 0, 1, 66], 0, INV_MAP)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
+@pytest.mark.services
 async def test_discover_over_modbus_matches_profile() -> None:
     port = _free_port()
     ready = asyncio.Event()
@@ -87,18 +81,18 @@ async def test_discover_over_modbus_matches_profile() -> None:
     await client.connect()
     try:
         for unit, profile in ((1, "sunspec_inverter"), (2, "sunspec_battery")):
-            found = {p.name: p for p in await sunspec.discover_sunspec(client, unit)}
+            found = {p.name: p for p in await discover_sunspec(client, unit)}
             expected = {p.name: p for p in load_profile(profile).points}
             assert set(found) == set(expected)
             for name, p in expected.items():
                 assert (found[name].address, found[name].type) == (p.address, p.type), name
                 assert found[name].scale == pytest.approx(p.scale), name
-        pts = {p.name: p for p in await sunspec.discover_sunspec(client, 1)}
+        pts = {p.name: p for p in await discover_sunspec(client, 1)}
         rr = await client.read_holding_registers(pts["p_kw"].address, count=1, device_id=1)
         p_kw = decode_value(rr.registers, pts["p_kw"].type) * pts["p_kw"].scale
         assert 20.0 < p_kw <= 100.0  # noon in June, 120 kWp behind a 100 kW inverter
         with pytest.raises(sunspec.SunSpecError):
-            await sunspec.discover_sunspec(client, 1, bases=(0, 50000))
+            await discover_sunspec(client, 1, bases=(0, 50000))
     finally:
         client.close()
         task.cancel()

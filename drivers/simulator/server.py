@@ -27,10 +27,20 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from drivers.point_spec import Point
-from drivers.profiles import Profile, load_profile
-from drivers.registers import INTEGER_RANGE, RegisterType, decode_value, encode_value
-from drivers.registers import DataType as RegType
+from drivers.modbus import (
+    INTEGER_RANGE,
+    FieldMap,
+    Point,
+    Profile,
+    RegisterType,
+    build_image,
+    decode_value,
+    encode_value,
+    load_profile,
+    make_point,
+    model_layout,
+)
+from drivers.modbus import DataType as RegType
 from drivers.simulator import roles
 from drivers.simulator.physics import BuildingModel, SiteParams
 
@@ -118,18 +128,16 @@ class _DeviceImage:
             self._sunspec_layout(profile)
 
     def _sunspec_layout(self, profile: Profile) -> None:
-        from drivers import sunspec
-
         s = profile.sunspec
         assert s is not None
-        image = sunspec.build_image(s.models, s.scale_factors, s.static, s.base)
+        image = build_image(s.models, s.scale_factors, s.static, s.base)
         self.static = {image.base + i: w for i, w in enumerate(image.registers)}
         for model, pname, src in s.mirrors:
-            layout = sunspec.model_layout(model)
+            layout = model_layout(model)
             sf_name = layout.points[pname].sf
             sf = image.scale_factors.get((model, sf_name)) if sf_name else None
-            fm = sunspec.FieldMap(model=model, point=pname, name=f"mirror_{model}_{pname.lower()}")
-            point = sunspec.make_point(fm, image.address_of(model, pname), sf)
+            fm = FieldMap(model=model, point=pname, name=f"mirror_{model}_{pname.lower()}")
+            point = make_point(fm, image.address_of(model, pname), sf)
             self.by_type[RegisterType.HOLDING].append((point, src))
 
     # ---------------------------------------------------------------- register layout

@@ -1,62 +1,66 @@
-"""Time-series database writers behind one small protocol, so delivery never knows which database it feeds.
+"""Sinks: the delivery loop that feeds each sink from the journal, the writers behind one small protocol
+(InfluxDB 1.x ``/write``, the InfluxDB v2 API, MQTT re-publish), the line-protocol encoder (with its
+compiled twin) and the factory that turns a site file's ``sinks:`` entry into a writer.
 
 A writer takes a body of pre-encoded line protocol and either returns (the database accepted all of
-it), raises :class:`~gateway.errors.SinkUnavailable` (worth retrying: connection refused, timeout, 5xx,
-429 — with ``retry_after_s`` set when the server sent ``Retry-After``), or raises
-:class:`~gateway.errors.SinkRejected` (another 4xx: retrying the same body cannot succeed).  Secrets
-(passwords, tokens) never appear in a writer's messages.
+it), raises :class:`~gateway.errors.SinkUnavailable` (worth retrying) or
+:class:`~gateway.errors.SinkRejected` (a 4xx: retrying the same body cannot succeed); see
+:mod:`gateway.sinks._writer`.
 
-401, 403 and 404 are counted as *unavailable*, not rejected: they say the credentials, database or
-bucket are wrong, not that a line is, and would otherwise dead-letter every line of every batch
-while an operator fixes the site file.  Data waits in the journal (bounded by its cap) instead.
-
-Implementations: :mod:`gateway.sinks.influx_v1` (InfluxDB 1.x ``/write``) and
-:mod:`gateway.sinks.influx_v2` (InfluxDB v2 API through influxdb-client).
+What other packages may use is named here; the ``_`` modules are private.  Writers that pull in a
+heavy library (aiohttp, influxdb-client, aiomqtt, numba) load on first use.
+Imports: :mod:`gateway.config`, :mod:`gateway.journal`, :mod:`gateway.series`, :mod:`gateway.errors`,
+:mod:`drivers` (backoff, TLS).
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
-from typing import Protocol, runtime_checkable
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from gateway.errors import SinkRejected, SinkUnavailable
+from gateway.sinks._delivery import Delivery, DeliveryStats
+from gateway.sinks._factory import make_writer
+from gateway.sinks._lineprotocol import LineEncoder, escape_key, escape_measurement, escape_string_field
+from gateway.sinks._writer import LineWriter, classify_status, parse_retry_after
 
-__all__ = ["LineWriter", "SinkRejected", "SinkUnavailable", "classify_status", "parse_retry_after"]
+if TYPE_CHECKING:
+    from gateway.sinks._influx_v1 import InfluxV1Writer
+    from gateway.sinks._influx_v2 import InfluxV2Writer
+    from gateway.sinks._lp_kernels import CompiledTables, format_float
+    from gateway.sinks._mqtt_publish import MqttSink, ha_sensor
 
-
-@runtime_checkable
-class LineWriter(Protocol):
-    name: str
-
-    async def write(self, body: bytes) -> None: ...
-
-    async def close(self) -> None: ...
-
-
-_RETRYABLE = frozenset({401, 403, 404, 408, 429})
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+_LAZY = {
+    "InfluxV1Writer": "gateway.sinks._influx_v1",
+    "InfluxV2Writer": "gateway.sinks._influx_v2",
+    "CompiledTables": "gateway.sinks._lp_kernels",
+    "format_float": "gateway.sinks._lp_kernels",
+    "MqttSink": "gateway.sinks._mqtt_publish",
+    "ha_sensor": "gateway.sinks._mqtt_publish",
+}
 
 
-def classify_status(status: int, message: str, retry_after: str | None = None) -> None:
-    """Raise the error family that a non-2xx HTTP status means for a write; return on 2xx."""
-    if 200 <= status < 300:
-        return
-    if status in _RETRYABLE or status >= 500:
-        err = SinkUnavailable(f"HTTP {status}: {message}")
-        err.retry_after_s = parse_retry_after(retry_after)  # type: ignore[attr-defined]
-        raise err
-    raise SinkRejected(status, message)
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "CompiledTables",
+    "Delivery",
+    "DeliveryStats",
+    "InfluxV1Writer",
+    "InfluxV2Writer",
+    "LineEncoder",
+    "LineWriter",
+    "MqttSink",
+    "classify_status",
+    "escape_key",
+    "escape_measurement",
+    "escape_string_field",
+    "format_float",
+    "ha_sensor",
+    "make_writer",
+    "parse_retry_after",
+]

@@ -1,7 +1,10 @@
-"""Plain twins of the flexibility, EV, flexible-load, baseline and M&V kernels.
+"""Plain twins of the flexibility, EV, flexible-load, baseline and M&V functions.
 
-Each function has the signature of the private kernel it mirrors and returns the same tuple (or, like
-the envelope and schedule kernels, writes into the same output arrays). They are
+The first functions have the signature of the private kernel they mirror and return the same tuple
+(or, like the envelope and schedule kernels, write into the same output arrays): benchmarks time them
+against the kernels. The ``*_ref`` functions at the end take the arguments of the public function
+they mirror and return its result fields as plain arrays: tests compare those with the public
+functions, so shaping and parameter handling are covered too. All are
 written from the formulas (vectorised numpy where one exists, plain Python loops where the recurrence
 is sequential) and share no code with ``analytics``; tests compare the two, benchmarks time them.
 """
@@ -207,3 +210,137 @@ def droop(v, p0, v_ref, r, p_min, p_max, deadband):
     p = np.clip(p0[col] - beyond / r[col], p_min[col], p_max[col])
     p = np.where(np.isnan(v), np.nan, p)
     return p, p - p0[col]
+
+
+# --- twins of the public functions ------------------------------------------------------------------
+# Same arguments as the public function, plain arrays out. Inputs are assumed valid (the public
+# functions' validation is tested separately): a 1-D series is one row, a scalar parameter applies to
+# every row. Built on the kernel twins above and on plain numpy, never on ``analytics``.
+
+def _series(values) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    return arr[np.newaxis, :] if arr.ndim == 1 else arr
+
+
+def _col(value, n: int, dtype=np.float64) -> np.ndarray:
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, dtype=dtype), (n,)))
+
+
+def _battery(spec, n: int) -> tuple[np.ndarray, ...]:
+    return (_col(spec.energy_kwh, n), _col(spec.p_charge_max_kw, n), _col(spec.p_discharge_max_kw, n),
+            _col(spec.eta_charge, n), _col(spec.eta_discharge, n), _col(spec.soc_min_pct, n) / 100.0,
+            _col(spec.soc_max_pct, n) / 100.0)
+
+
+def battery_envelope_ref(soc_pct, spec, dt_h, horizons_h=(0.25, 1.0, 2.0, 4.0)):
+    """(p_up_kw, p_down_kw, ramp_kw_per_step) of ``analytics.battery_envelope``."""
+    soc = _series(soc_pct)
+    steps = np.array([round(h / dt_h) for h in horizons_h], dtype=np.int64)
+    up = np.empty((steps.size, *soc.shape))
+    down = np.empty_like(up)
+    envelope(soc, *_battery(spec, soc.shape[0]), dt_h, steps, up, down)
+    return up, down, _col(spec.ramp_kw_per_min, soc.shape[0]) * 60.0 * dt_h
+
+
+def schedule_soc_band_ref(schedule_kw, soc0_pct, spec, dt_h, soc_end_min_pct=None, soc_end_max_pct=None):
+    """(soc_pct, unserved_kwh, feasible_min_pct, feasible_max_pct) of ``analytics.schedule_soc_band``."""
+    plan = _series(schedule_kw)
+    n, nt = plan.shape
+    e, p_ch, p_dis, eta_c, eta_d, lo_b, hi_b = _battery(spec, n)
+    end_min = lo_b if soc_end_min_pct is None else _col(soc_end_min_pct, n) / 100.0
+    end_max = hi_b if soc_end_max_pct is None else _col(soc_end_max_pct, n) / 100.0
+    soc, lo, hi = (np.empty((n, nt + 1)) for _ in range(3))
+    unserved = np.empty((n, nt))
+    schedule(plan, _col(soc0_pct, n) / 100.0, e, p_ch, p_dis, eta_c, eta_d, lo_b, hi_b, end_min, end_max,
+             dt_h, soc, unserved, lo, hi)
+    return soc * 100.0, unserved, lo * 100.0, hi * 100.0
+
+
+def aggregate_envelope_ref(up_kw, down_kw, groups=None, missing="propagate"):
+    """(up_kw, down_kw, reporting, group_ids) of ``analytics.aggregate_envelope``: masks per label."""
+    up, down = _series(up_kw), _series(down_kw)
+    labels = np.zeros(up.shape[0], dtype=np.int64) if groups is None else np.asarray(groups)
+    ids = np.unique(labels)
+    total = np.sum if missing == "propagate" else np.nansum
+    up_sum = np.array([total(up[labels == g], axis=0) for g in ids]).reshape(ids.size, up.shape[1])
+    down_sum = np.array([total(down[labels == g], axis=0) for g in ids]).reshape(ids.size, up.shape[1])
+    count = np.array([(~np.isnan(up[labels == g])).sum(axis=0) for g in ids]).reshape(ids.size, up.shape[1])
+    return up_sum, down_sum, count, ids
+
+
+def flexibility_factor_ref(energy_kwh, penalty, high_at=None, low_at=None, split="thresholds"):
+    """(ff, e_high_kwh, e_low_kwh, n_high, n_low) of ``analytics.flexibility_factor``, from masks."""
+    energy = _series(energy_kwh)
+    pen = np.broadcast_to(_series(penalty), energy.shape)
+    ok = ~np.isnan(energy) & ~np.isnan(pen)
+    if split == "thresholds":
+        high = ok & (pen >= high_at)
+        low = ok & ~high & (pen <= low_at)
+    else:
+        own = _series(penalty)
+        valid = ~np.isnan(own)
+        mean = np.where(valid, own, 0.0).sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
+        mean = np.where(valid.any(axis=1), mean, np.nan)[:, np.newaxis]
+        high = ok & (pen > mean)
+        low = ok & (pen <= mean)
+    e_hi = np.where(high, energy, 0.0).sum(axis=1)
+    e_lo = np.where(low, energy, 0.0).sum(axis=1)
+    total = e_lo + e_hi
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ff = np.where(total != 0, (e_lo - e_hi) / total, np.nan)
+    return ff, e_hi, e_lo, high.sum(axis=1), low.sum(axis=1)
+
+
+def ev_flexibility_ref(sessions, n_intervals, dt_h, two_way=False):
+    """The nine arrays of ``analytics.ev_flexibility`` (p_asap … unmet), in field order."""
+    arrival = np.asarray(sessions.arrival, dtype=np.int64)
+    n = arrival.size
+    cols = [_col(getattr(sessions, f), n) for f in ("energy_kwh", "p_max_kw", "p_dis_max_kw", "e_dis_max_kwh")]
+    return ev(arrival, np.asarray(sessions.departure, dtype=np.int64), *cols, n_intervals, dt_h, two_way)
+
+
+def flexible_load_envelope_ref(p_kw, horizon_steps, dt_h, share, max_duration_steps, rebound_fraction,
+                               p_rated_kw, max_shift_steps=0):
+    """(p_up_kw, p_down_kw, rebound_kwh) of ``analytics.flexible_load_envelope``."""
+    p = _series(p_kw)
+    n = p.shape[0]
+    return load_envelope(p, _col(share, n), _col(max_duration_steps, n, np.int64), _col(rebound_fraction, n),
+                         _col(p_rated_kw, n), _col(max_shift_steps, n, np.int64), horizon_steps, dt_h)
+
+
+def droop_response_ref(v_bus_v, p0_kw, v_ref_v, r_v_per_kw, p_min_kw=-np.inf, p_max_kw=np.inf, deadband_v=0.0):
+    """(p_kw, delta_kw, kw_per_v) of ``analytics.droop_response``."""
+    v = _series(v_bus_v)
+    n = v.shape[0]
+    r = _col(r_v_per_kw, n)
+    p, delta = droop(v, _col(p0_kw, n), _col(v_ref_v, n), r, _col(p_min_kw, n), _col(p_max_kw, n),
+                     _col(deadband_v, n))
+    return p, delta, -1.0 / r
+
+
+def high_x_of_y_ref(load_kw, day_eligible, events, intervals_per_day, x, y, first_rank=1, adjustment=None):
+    """(baseline_kw, days, adjustment) of ``analytics.high_x_of_y`` (and the rules built on it)."""
+    load = _series(load_kw)
+    day = np.asarray(events.day, dtype=np.int64)
+    eligible = np.array(day_eligible, dtype=bool)
+    eligible[day] = False
+    per_h = intervals_per_day / 24.0
+    adj_from = round(adjustment.from_h * per_h) if adjustment else 0
+    adj_to = round(adjustment.to_h * per_h) if adjustment else 0
+    caps = (adjustment.cap_low, adjustment.cap_high) if adjustment else (0.8, 1.2)
+    return baseline(load, intervals_per_day, eligible, day, np.asarray(events.start, dtype=np.int64), first_rank,
+                    y, x, adjustment is not None, adj_from, adj_to, *caps)
+
+
+def delivered_response_ref(baseline_kw, measured_kw, events, intervals_per_day, clip="net"):
+    """(interval_kw, energy_kwh, avg_kw, fleet_energy_kwh, fleet_avg_kw, duration_h) of
+    ``analytics.delivered_response``."""
+    base = np.asarray(getattr(baseline_kw, "baseline_kw", baseline_kw), dtype=np.float64)
+    start = np.asarray(events.start, dtype=np.int64)
+    stop = np.asarray(events.stop, dtype=np.int64)
+    dt_h = 24.0 / intervals_per_day
+    interval, energy = response(base, _series(measured_kw), intervals_per_day, np.asarray(events.day, dtype=np.int64),
+                                start, stop, dt_h, ("net", "per-interval", "per-building").index(clip))
+    duration = (stop - start) * dt_h
+    fleet = energy.sum(axis=0)
+    return interval, energy, energy / duration, fleet, fleet / duration, duration

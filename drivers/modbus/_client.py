@@ -1,0 +1,426 @@
+"""Polls Modbus devices on a wall-clock grid and hands each poll over as one float64 array.
+
+Each device has its own task; devices on the same physical line share one
+:class:`~drivers.modbus._link.ModbusLine` (one pymodbus client, one lock), devices on different
+lines run in parallel.  Everything that does not change between polls — the request plan, the
+decoder's index arrays (both shared by all devices with the same points and limits), the pymodbus
+calls with their arguments bound (when ``run`` starts: pymodbus clients need a running event loop) —
+is built once, so a poll is: wait for the slot, one locked exchange per planned request, one
+columnar decode, one ``emit``.
+
+Schedule: poll slots are multiples of the device's interval since the epoch
+(``next = ceil(now / interval) × interval``) so all devices sample together and timestamps are
+regular.  A poll that outlasts its interval skips the missed slots (counted as an overrun, logged
+once per burst) rather than queueing them.  After ``DOWN_AFTER`` consecutive unanswered polls
+(timeouts, malformed answers, no connection) a device is *down*: it is polled at a doubling
+interval up to ``DOWN_INTERVAL_MAX_S`` with no retries, so on a shared line a dead unit costs one
+timeout (two on RTU, see :mod:`drivers.modbus._link`) per slow poll and no more.  An exception
+response proves the device alive: it is counted by code but does not mark the device down.
+Retries back off exponentially with full jitter ("Exponential Backoff And Jitter", AWS
+Architecture Blog, 2015), capped at ``RETRY_CAP_S``.  An exception raised by ``emit`` is a bug
+upstream and ends ``run`` (through its TaskGroup) rather than being swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from drivers.backoff import full_jitter
+from drivers.errors import DeviceError, DeviceMalformed, DeviceRejected, DeviceTimeout, WriteRefused
+from drivers.modbus._codec import DeviceDecoder, encode_write
+from drivers.modbus._link import ModbusLine, SerialLink, TcpLink, line_key
+from drivers.modbus._plan import plan_requests
+from drivers.modbus._points import Point
+
+__all__ = ["DeviceStats", "ModbusDeviceSpec", "ModbusPoller", "SerialLink", "TcpLink"]
+
+DOWN_AFTER = 3  # consecutive unanswered polls before a device is marked down
+DOWN_INTERVAL_MAX_S = 30.0
+RETRY_BASE_S = 0.05
+RETRY_CAP_S = 1.0
+
+Emit = Callable[[str, int, np.ndarray, tuple[str | None, ...] | None], None]
+
+
+@dataclass(frozen=True)
+class ModbusDeviceSpec:
+    name: str
+    link: TcpLink | SerialLink
+    unit_id: int
+    points: tuple[Point, ...]
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+    retries: int = 1
+    pt_ratio: float = 1.0
+    ct_ratio: float = 1.0
+    max_registers: int = 125
+    max_bits: int = 2000
+    max_gap: int = 16
+    holes: tuple[tuple[int, int, int], ...] = ()
+    frame_gap_s: float = 0.0  # silence between frames on a shared line (serial / TCP→RTU gateway)
+
+
+@dataclass(slots=True)  # one per device: no __dict__ at 1,000 devices
+class DeviceStats:
+    polls_ok: int = 0
+    polls_failed: int = 0
+    timeouts: int = 0
+    exceptions: dict[int, int] = field(default_factory=dict)  # by Modbus exception code
+    malformed: int = 0
+    reconnects: int = 0
+    connect_failures: int = 0
+    overruns: int = 0
+    up: bool = True
+    last_ok_ns: int | None = None
+    interval_s: float = 1.0
+    consecutive_failures: int = 0
+
+
+@dataclass(slots=True)
+class _ReadCall:
+    call: Callable[[], Awaitable]  # the pymodbus read, arguments bound
+    function_code: int
+    address: int
+    count: int
+    bits: bool
+
+
+class _Layout:
+    """What depends only on a device's points and limits: the request plan and the decoder.
+
+    Shared by every device with the same layout (a profile stamped across many devices): the
+    decoder keeps no state between polls, and at 1,000 devices one copy instead of a thousand saves
+    ~5 KB of index arrays and plan tuples per device.
+    """
+
+    __slots__ = ("__weakref__", "decoder", "plan", "points")
+
+    def __init__(self, spec: ModbusDeviceSpec) -> None:
+        self.points = spec.points
+        self.plan = plan_requests(
+            spec.points,
+            max_registers=spec.max_registers,
+            max_bits=spec.max_bits,
+            max_gap=spec.max_gap,
+            holes=spec.holes,
+        )
+        self.decoder = DeviceDecoder(spec.points, self.plan, pt_ratio=spec.pt_ratio, ct_ratio=spec.ct_ratio)
+
+
+_LAYOUTS: weakref.WeakValueDictionary[tuple, _Layout] = weakref.WeakValueDictionary()
+
+
+def _layout(spec: ModbusDeviceSpec) -> _Layout:
+    key = (spec.points, spec.pt_ratio, spec.ct_ratio, spec.max_registers, spec.max_bits, spec.max_gap, spec.holes)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _LAYOUTS[key] = _Layout(spec)
+    return layout
+
+
+class _Device:
+    __slots__ = (
+        "calls",
+        "decoder",
+        "interval_ns",
+        "layout",
+        "line",
+        "logger",
+        "plan",
+        "spec",
+        "stats",
+        "timeout_s",
+        "unit",
+    )
+
+    def __init__(self, spec: ModbusDeviceSpec, line: ModbusLine, logger: logging.Logger) -> None:
+        if spec.interval_s <= 0 or spec.timeout_s <= 0 or spec.retries < 0:
+            raise ValueError(f"{spec.name}: interval_s and timeout_s must be > 0, retries >= 0")
+        if not 0 <= spec.unit_id <= 247:
+            raise ValueError(f"{spec.name}: unit_id {spec.unit_id} outside 0..247")
+        self.spec, self.line, self.logger = spec, line, logger
+        self.unit, self.timeout_s = spec.unit_id, spec.timeout_s
+        self.interval_ns = round(spec.interval_s * 1e9)
+        self.layout = _layout(spec)
+        self.decoder = self.layout.decoder
+        self.plan = self.layout.plan
+        self.calls: tuple[_ReadCall, ...] | None = None
+        self.stats = DeviceStats(interval_s=spec.interval_s)
+
+    def point(self, name: str) -> Point | None:
+        """The point called ``name`` (setpoints are rare: a scan, not a dict per device)."""
+        return next((p for p in self.layout.points if p.name == name), None)
+
+    def bind(self) -> tuple[_ReadCall, ...]:
+        """The planned reads as pymodbus calls with their arguments bound (inside the event loop)."""
+        if self.calls is None:
+            client = self.line.client
+            readers = {
+                1: client.read_coils,
+                2: client.read_discrete_inputs,
+                3: client.read_holding_registers,
+                4: client.read_input_registers,
+            }
+            unit = self.unit
+            self.calls = tuple(
+                _ReadCall(
+                    functools.partial(readers[r.function_code], r.address, count=r.count, device_id=unit),
+                    r.function_code,
+                    r.address,
+                    r.count,
+                    r.function_code in (1, 2),
+                )
+                for r in self.plan.requests
+            )
+        return self.calls
+
+
+class ModbusPoller:
+    """Polls every device until cancelled; see the module docstring for the schedule."""
+
+    __slots__ = ("_devices", "_emit", "_lines", "_log")
+
+    def __init__(
+        self, devices: Sequence[ModbusDeviceSpec], emit: Emit, *, logger: logging.Logger | None = None
+    ) -> None:
+        self._emit = emit
+        self._log = logger or logging.getLogger("drivers.modbus")
+        self._lines: dict[tuple[str, ...], ModbusLine] = {}
+        self._devices: dict[str, _Device] = {}
+        for spec in devices:
+            if spec.name in self._devices:
+                raise ValueError(f"two devices named {spec.name!r}")
+            key = line_key(spec.link)
+            line = self._lines.get(key)
+            if line is None:
+                gap = max(s.frame_gap_s for s in devices if line_key(s.link) == key)
+                timeout = max(s.timeout_s for s in devices if line_key(s.link) == key)
+                line = self._lines[key] = ModbusLine(
+                    spec.link, frame_gap_s=gap, timeout_s=timeout, logger=self._log
+                )
+            elif line.link != spec.link:
+                raise ValueError(
+                    f"{spec.name}: {spec.link} is on line {line.name} with other settings ({line.link})"
+                )
+            self._devices[spec.name] = _Device(spec, line, self._log)
+
+    def stats(self) -> dict[str, DeviceStats]:
+        return {n: replace(d.stats, exceptions=dict(d.stats.exceptions)) for n, d in self._devices.items()}
+
+    def decoder(self, device: str) -> DeviceDecoder:
+        return self._devices[device].decoder
+
+    async def run(self) -> None:
+        try:
+            devices = list(self._devices.values())
+            for dev in devices:
+                dev.bind()
+            if len(devices) == 1:  # one device per line (the usual TCP case): no task group, no extra task
+                await self._poll_forever(devices[0])
+                return
+            async with asyncio.TaskGroup() as tg:
+                for dev in devices:
+                    tg.create_task(self._poll_forever(dev), name=f"modbus poll {dev.spec.name}")
+        finally:
+            for line in self._lines.values():
+                line.close()
+
+    async def write(self, device: str, point: str, value: float | bool) -> None:
+        """Encode and write one setpoint (FC 05, 06 or 16) through the device's line."""
+        dev = self._devices[device]
+        p = dev.point(point)
+        if p is None:
+            raise WriteRefused(f"write of {value!r} to {device}.{point} refused: no such point")
+        payload = encode_write(p, value, pt_ratio=dev.spec.pt_ratio, ct_ratio=dev.spec.ct_ratio)
+        client = dev.line.client
+        if isinstance(payload, bool):
+            call = functools.partial(client.write_coil, p.address, payload, device_id=dev.unit)
+        elif len(payload) == 1:
+            call = functools.partial(client.write_register, p.address, payload[0], device_id=dev.unit)
+        else:
+            call = functools.partial(client.write_registers, p.address, payload, device_id=dev.unit)
+        await self._with_retries(dev, call, p.address, dev.spec.retries)
+        self._log.info("wrote %r to %s.%s (unit %d, address %d)", value, device, point, dev.unit, p.address)
+
+    # -- polling ---------------------------------------------------------------------------------
+
+    async def _poll_forever(self, dev: _Device) -> None:
+        interval_ns = dev.interval_ns
+        slot = -(-time.time_ns() // interval_ns) * interval_ns
+        overrunning = False
+        task = asyncio.current_task()
+        while True:
+            # Python 3.11's asyncio.wait_for (inside pymodbus' connect and request) can swallow a
+            # cancellation when the awaited call completes at the same moment (CPython gh-86296):
+            # a stop request must not be lost, or the task polls on and the shutdown never ends
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            delay = slot - time.time_ns()
+            if delay > 0:
+                await asyncio.sleep(delay / 1e9)
+            await self._poll(dev, slot)
+            interval_ns = self._current_interval_ns(dev)
+            following = (slot // interval_ns + 1) * interval_ns
+            now = time.time_ns()
+            if now > following:
+                missed = (now - following) // interval_ns + 1
+                dev.stats.overruns += 1
+                if not overrunning:
+                    self._log.warning(
+                        "%s: poll took %.3f s, longer than its %.3f s interval; skipping %d slot(s)",
+                        dev.spec.name,
+                        (now - slot) / 1e9,
+                        interval_ns / 1e9,
+                        missed,
+                    )
+                overrunning = True
+                following += missed * interval_ns
+            else:
+                overrunning = False
+            slot = following
+
+    def _current_interval_ns(self, dev: _Device) -> int:
+        stats = dev.stats
+        if stats.up:
+            return dev.interval_ns
+        doublings = min(stats.consecutive_failures - DOWN_AFTER + 1, 16)
+        cap = max(round(DOWN_INTERVAL_MAX_S * 1e9), dev.interval_ns)
+        interval = min(dev.interval_ns << doublings, cap)
+        stats.interval_s = interval / 1e9
+        return interval
+
+    async def _poll(self, dev: _Device, slot_ns: int) -> None:
+        stats = dev.stats
+        retries = dev.spec.retries if stats.up else 0
+        try:
+            responses = []
+            for c in dev.bind():
+                try:  # the common case without the retry loop's extra coroutine
+                    responses.append(await self._exchange(dev, c.call, c.address, c))
+                except (DeviceTimeout, DeviceMalformed):
+                    if not retries:
+                        raise
+                    await self._backoff(0)
+                    responses.append(await self._with_retries(dev, c.call, c.address, retries, c, attempt=1))
+        except DeviceError as exc:
+            self._poll_failed(dev, exc)
+            return
+        values, texts = dev.decoder.decode(responses)
+        if not stats.up:
+            stats.up, stats.interval_s = True, dev.spec.interval_s
+            self._log.info("%s (unit %d) answers again", dev.spec.name, dev.unit)
+        stats.polls_ok += 1
+        stats.consecutive_failures = 0
+        stats.last_ok_ns = slot_ns
+        self._emit(dev.spec.name, slot_ns, values, texts)
+
+    def _poll_failed(self, dev: _Device, exc: DeviceError) -> None:
+        stats = dev.stats
+        stats.polls_failed += 1
+        first = stats.consecutive_failures == 0
+        if isinstance(exc, DeviceRejected):
+            stats.exceptions[exc.exception_code] = stats.exceptions.get(exc.exception_code, 0) + 1
+            stats.consecutive_failures = 0  # it answered: alive, but the request needs fixing
+            self._log.log(
+                logging.WARNING if stats.exceptions[exc.exception_code] == 1 else logging.DEBUG, "%s", exc
+            )
+            return
+        stats.consecutive_failures += 1
+        self._log.log(logging.WARNING if first else logging.DEBUG, "%s", exc)
+        if stats.up and stats.consecutive_failures >= DOWN_AFTER:
+            stats.up = False
+            self._log.warning(
+                "%s (unit %d) marked down after %d failed polls; polling it less often",
+                dev.spec.name,
+                dev.unit,
+                stats.consecutive_failures,
+            )
+
+    async def _with_retries(
+        self,
+        dev: _Device,
+        call: Callable[[], Awaitable],
+        address: int,
+        retries: int,
+        read: _ReadCall | None = None,
+        attempt: int = 0,
+    ):
+        """Attempt number ``attempt`` and the ones left up to ``retries``, backing off in between."""
+        while True:
+            try:
+                return await self._exchange(dev, call, address, read)
+            except (DeviceTimeout, DeviceMalformed):
+                if attempt >= retries:
+                    raise
+            await self._backoff(attempt)
+            attempt += 1
+
+    @staticmethod
+    async def _backoff(attempt: int) -> None:
+        """Full-jitter exponential backoff after failed attempt number ``attempt``, capped."""
+        await asyncio.sleep(full_jitter(attempt + 1, RETRY_BASE_S, RETRY_CAP_S))
+
+    async def _exchange(
+        self, dev: _Device, call: Callable[[], Awaitable], address: int, read: _ReadCall | None
+    ):
+        """One request/response under the line lock; returns the registers or bits (or the PDU)."""
+        line = dev.line
+        name, unit = dev.spec.name, dev.unit
+        async with line.lock:
+            if line.quiet_until:
+                await line.wait_quiet()
+            if not line.connected:
+                await self._connect(dev)
+            try:
+                async with asyncio.timeout(dev.timeout_s):
+                    rr = await call()
+            except TimeoutError:
+                dev.stats.timeouts += 1
+                line.frame_lost(dev.timeout_s)
+                raise DeviceTimeout(name, unit, address, f"no answer within {dev.timeout_s} s") from None
+            except ConnectionException as exc:
+                dev.stats.timeouts += 1
+                raise DeviceTimeout(name, unit, address, f"connection lost: {exc}") from None
+            except ModbusException as exc:
+                dev.stats.timeouts += 1
+                line.frame_lost(dev.timeout_s)
+                raise DeviceTimeout(name, unit, address, str(exc)) from None
+            line.frame_done()
+        if rr.isError():
+            raise DeviceRejected(name, unit, address, rr.exception_code)
+        if read is None:
+            return rr
+        data = rr.bits if read.bits else rr.registers
+        if rr.function_code != read.function_code or (
+            len(data) < read.count if read.bits else len(data) != read.count
+        ):
+            line.frame_lost(dev.timeout_s)
+            dev.stats.malformed += 1
+            raise DeviceMalformed(
+                name,
+                unit,
+                address,
+                f"FC {rr.function_code} answer with {len(data)} "
+                f"values to FC {read.function_code} for {read.count}",
+            )
+        return data
+
+    async def _connect(self, dev: _Device) -> None:
+        line = dev.line
+        was_connected = line.ever_connected
+        if await line.connect(dev.timeout_s):
+            if was_connected:
+                dev.stats.reconnects += 1
+            return
+        dev.stats.connect_failures += 1
+        line.close()
+        raise DeviceTimeout(dev.spec.name, dev.unit, 0, f"cannot connect to {line.name}")

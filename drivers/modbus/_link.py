@@ -1,0 +1,179 @@
+"""One owner per physical Modbus line: a pymodbus client, a lock and the line's timing rules.
+
+A serial port, or one TCP host:port (a Modbus TCP server with several unit ids behind it, or a
+TCP→RTU gateway in front of an RS-485 line), carries one transaction at a time; every device on it
+goes through the same :class:`ModbusLine`, which keeps ``frame_gap_s`` of silence between frames
+(Modbus over Serial Line V1.02 §2.5.1.1 asks for at least 3.5 character times between RTU frames;
+slow gateways need more).
+
+Late replies.  pymodbus 3.16 (``transaction.TransactionManager.execute``) clears its receive
+buffer and makes a fresh response future before every send, and its framer skips frames whose
+unit id differs from the request's.  With the MBAP (socket) framer it also skips frames whose
+transaction id differs, so a reply arriving after its request timed out is dropped.  The RTU
+framer has no transaction id: a late reply from the same unit that lands after the *next*
+request was sent would be taken as that request's answer.  So after a timeout (or a malformed
+answer) on an RTU line — serial or RTU over TCP — the line stays quiet for one more timeout (at
+least ``RTU_SETTLE_S``) before the next frame: a reply up to twice the timeout late finds no
+pending request and is discarded, and the next send clears whatever is left.  A dead unit on a
+shared RTU line therefore costs two timeouts of line time per attempt (retries are 0 while down).
+The poller also checks function code and length of every answer, which catches most of what
+could still slip through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.framer import FramerType
+
+#: least silence on an RTU line after a timeout or garbled answer, so a late reply cannot be
+#: mistaken for the answer to the next request
+RTU_SETTLE_S = 0.05
+#: consecutive unanswered requests (any unit on the line) before the connection is reopened
+SILENT_BEFORE_RECONNECT = 5
+
+
+@dataclass(frozen=True)
+class TcpLink:
+    host: str
+    port: int
+    framer: Literal["socket", "rtu"] = "socket"  # "rtu": RTU frames over TCP (serial gateway)
+
+
+@dataclass(frozen=True)
+class SerialLink:
+    port: str
+    baudrate: int = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+def line_key(link: TcpLink | SerialLink) -> str:
+    """The physical line a link is on, ``tcp:HOST:PORT`` or ``serial:PORT``: devices with the same key
+    share one connection (and the gateway one poller)."""
+    if isinstance(link, TcpLink):
+        return f"tcp:{link.host}:{link.port}"
+    return f"serial:{link.port}"
+
+
+class ModbusLine:
+    """The single owner of one connection; callers hold :attr:`lock` around each exchange."""
+
+    __slots__ = (  # one per TCP device in the usual layout: no __dict__ each
+        "_backstop_s",
+        "_client",
+        "ever_connected",
+        "frame_gap_s",
+        "link",
+        "lock",
+        "logger",
+        "name",
+        "quiet_until",
+        "rtu",
+        "silent_timeouts",
+    )
+
+    def __init__(
+        self, link: TcpLink | SerialLink, *, frame_gap_s: float, timeout_s: float, logger: logging.Logger
+    ) -> None:
+        self.link = link
+        self.name = line_key(link).partition(":")[2]
+        self.frame_gap_s = frame_gap_s
+        self.lock = asyncio.Lock()
+        self.logger = logger
+        self.rtu = link.framer == "rtu" if isinstance(link, TcpLink) else True
+        # pymodbus' own timeout is only a backstop: asyncio.timeout() around each call fires first,
+        # and pymodbus never retries nor drops the connection on its own (retries=0, no auto-reconnect)
+        self._backstop_s = 2 * timeout_s + 1.0
+        self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
+        self.ever_connected = False
+        self.silent_timeouts = 0  # consecutive unanswered requests, whatever the unit
+        self.quiet_until = 0.0  # loop time before which no frame may start
+
+    @property
+    def client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        """The pymodbus client, made on first use (pymodbus needs a running event loop for it)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
+        link, backstop = self.link, self._backstop_s
+        client: AsyncModbusTcpClient | AsyncModbusSerialClient
+        if isinstance(link, TcpLink):
+            client = AsyncModbusTcpClient(
+                link.host,
+                port=link.port,
+                framer=FramerType.RTU if self.rtu else FramerType.SOCKET,
+                timeout=backstop,
+                retries=0,
+                reconnect_delay=0,
+                name=self.name,
+            )
+        else:
+            client = AsyncModbusSerialClient(
+                link.port,
+                framer=FramerType.RTU,
+                baudrate=link.baudrate,
+                parity=link.parity,
+                stopbits=link.stopbits,
+                bytesize=link.bytesize,
+                timeout=backstop,
+                retries=0,
+                reconnect_delay=0,
+                name=self.name,
+            )
+        client.set_max_no_responses(1 << 30)
+        return client
+
+    @property
+    def connected(self) -> bool:
+        return self.client.connected
+
+    async def wait_quiet(self) -> None:
+        """Sleep until the line may carry the next frame (call with the lock held)."""
+        if self.quiet_until:
+            delay = self.quiet_until - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+    def frame_done(self) -> None:
+        self.silent_timeouts = 0
+        if self.frame_gap_s:
+            self.quiet_until = asyncio.get_running_loop().time() + self.frame_gap_s
+
+    def frame_lost(self, timeout_s: float) -> None:
+        """After a timeout or an unusable answer: on RTU, let any late reply arrive and be dropped."""
+        self.silent_timeouts += 1
+        if self.silent_timeouts >= SILENT_BEFORE_RECONNECT:
+            # nobody on this line answers any more: the connection itself may be dead (half-open
+            # TCP after a NAT or gateway restart); open a fresh one for the next request
+            self.logger.warning(
+                "modbus line %s: %d requests unanswered, reopening it", self.name, self.silent_timeouts
+            )
+            self.silent_timeouts = 0
+            self.close()
+        if self.rtu:
+            settle = max(self.frame_gap_s, RTU_SETTLE_S, timeout_s)
+            self.quiet_until = asyncio.get_running_loop().time() + settle
+
+    async def connect(self, timeout_s: float) -> bool:
+        """(Re)open the connection; True when it is open."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                ok = await self.client.connect()
+        except TimeoutError:
+            ok = False
+        if ok and self.ever_connected:
+            self.logger.info("modbus line %s reconnected", self.name)
+        self.ever_connected |= ok
+        return ok
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,110 @@
+"""A device point: where a value sits in a device's registers and how it becomes a field.
+
+Engineering value = raw × scale × ratio + offset, where ratio is the device's PT ratio, CT ratio,
+their product, or 1, as the point says (metering practice for CT/PT-connected meters, e.g. Acrel
+DDSY1352: "values scale with PT/CT ratios", see DOMAIN.md §6).  Field names carry their unit as a
+suffix (``p_kw``, ``e_import_kwh``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from drivers.modbus._registers import REGISTER_COUNT, DataType, Order, RegisterType, is_bit_register
+
+FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+Ratio = Literal["none", "pt", "ct", "pt*ct"]
+FieldKind = Literal["float", "int", "bool", "str"]
+
+
+class Point(BaseModel):
+    """One readable (and maybe writable) value of a device."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str = Field(pattern=FIELD_NAME.pattern, description="field name with unit suffix, e.g. p_kw")
+    register_type: RegisterType = Field(alias="register")
+    address: int = Field(ge=0, le=65535)
+    type: DataType = DataType.UINT16
+    length: int | None = Field(default=None, ge=1, le=123, description="registers of a string")
+    word_order: Order = Order.BIG
+    byte_order: Order = Order.BIG
+    scale: float = 1.0
+    offset: float = 0.0
+    ratio: Ratio = "none"
+    unit: str | None = None
+    writable: bool = False
+    min: float | None = None
+    max: float | None = None
+    deadband: float | None = Field(default=None, ge=0)
+    max_silent_s: float | None = Field(default=None, gt=0)
+    counter: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Point:
+        bits = is_bit_register(self.register_type)
+        if bits and self.type is not DataType.BOOL:
+            raise ValueError(f"a {self.register_type.value} holds one bit: type must be bool, not {self.type.value}")
+        if self.type is DataType.STRING and self.length is None:
+            raise ValueError("a string point needs length (registers)")
+        if self.type is not DataType.STRING and self.length is not None:
+            raise ValueError("length applies to string points only")
+        if self.writable and self.register_type not in (RegisterType.HOLDING, RegisterType.COIL):
+            raise ValueError("only holding registers and coils can be written")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        if self.counter and self.type in (DataType.BOOL, DataType.STRING):
+            raise ValueError("a counter must be numeric")
+        if self.scale == 0:
+            raise ValueError("scale must not be 0")
+        if self.address + self.register_count - 1 > 65535:
+            raise ValueError("point runs past register 65535")
+        return self
+
+    @property
+    def register_count(self) -> int:
+        if self.type is DataType.STRING:
+            assert self.length is not None
+            return self.length
+        return REGISTER_COUNT[self.type]
+
+    @property
+    def function_code(self) -> int:
+        from drivers.modbus._registers import FUNCTION_CODE
+
+        return FUNCTION_CODE[self.register_type]
+
+    @property
+    def end(self) -> int:
+        """One past the last register (or bit) address the point occupies."""
+        return self.address + self.register_count
+
+    @property
+    def is_bits(self) -> bool:
+        return is_bit_register(self.register_type)
+
+    def multiplier(self, pt_ratio: float = 1.0, ct_ratio: float = 1.0) -> float:
+        ratio = {"none": 1.0, "pt": pt_ratio, "ct": ct_ratio, "pt*ct": pt_ratio * ct_ratio}[self.ratio]
+        return self.scale * ratio
+
+    @property
+    def field_kind(self) -> FieldKind:
+        """The fixed type of the stored field: a scaled or offset register is always a float."""
+        if self.type is DataType.BOOL:
+            return "bool"
+        if self.type is DataType.STRING:
+            return "str"
+        if self.type in (DataType.FLOAT32, DataType.FLOAT64):
+            return "float"
+        if self.scale != 1.0 or self.offset != 0.0 or self.ratio != "none":
+            return "float"
+        return "int"
+
+    def counter_wrap(self, pt_ratio: float = 1.0, ct_ratio: float = 1.0) -> float | None:
+        """The rollover of a counter in the field's unit: 2^bits × scale × ratio (DOMAIN.md §7)."""
+        if not self.counter or self.type in (DataType.FLOAT32, DataType.FLOAT64):
+            return None
+        return float(2 ** (16 * self.register_count)) * abs(self.multiplier(pt_ratio, ct_ratio))

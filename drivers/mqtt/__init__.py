@@ -1,0 +1,65 @@
+"""MQTT: topic templates, payload decoders (JSON with a mapping, plain numbers, Tasmota, Shelly Gen2,
+key/value) and the paho-based source that acknowledges a message only when told to.
+
+What other packages may use is named here; the ``_`` modules behind it are private.  The source
+(and with it paho) is loaded on first use, so a site without MQTT never imports paho.
+Imports: the standard library, paho-mqtt and :mod:`drivers.errors` only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from drivers.errors import DecodeError, MqttConnectError, MqttError, TopicTemplateError
+from drivers.mqtt._decoders import (
+    Decoded,
+    Decoder,
+    FieldMapping,
+    Ignored,
+    TimestampSpec,
+    json_decoder,
+    kv_decoder,
+    number_decoder,
+    parse_path,
+    shelly_decoder,
+    tasmota_decoder,
+)
+from drivers.mqtt._topics import TopicTemplate, parse_template
+
+if TYPE_CHECKING:
+    from drivers.mqtt._source import BrokerEndpoint, InboundMessage, MqttSource, SourceStats
+
+_LAZY = {name: "drivers.mqtt._source" for name in ("BrokerEndpoint", "InboundMessage", "MqttSource", "SourceStats")}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "BrokerEndpoint",
+    "DecodeError",
+    "Decoded",
+    "Decoder",
+    "FieldMapping",
+    "Ignored",
+    "InboundMessage",
+    "MqttConnectError",
+    "MqttError",
+    "MqttSource",
+    "SourceStats",
+    "TimestampSpec",
+    "TopicTemplate",
+    "TopicTemplateError",
+    "json_decoder",
+    "kv_decoder",
+    "number_decoder",
+    "parse_path",
+    "parse_template",
+    "shelly_decoder",
+    "tasmota_decoder",
+]

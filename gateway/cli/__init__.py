@@ -1,0 +1,3 @@
+from gateway.cli._main import main
+
+__all__ = ["main"]

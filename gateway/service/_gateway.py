@@ -1,0 +1,243 @@
+"""The running gateway: Modbus pollers → deadband filter → journal (group commit) → sink deliveries.
+
+Structured concurrency (STYLE.md, trio/anyio): one TaskGroup holds the pollers (one per physical
+line group), the deliveries, the status API and the reload watcher; stopping cancels the pollers
+first, waits for the journal to commit what was polled, gives each sink a short final flush and
+closes.  SIGHUP reloads the site file: line groups whose devices changed restart, the others keep
+polling, the journal is untouched; a broken file is refused and the running configuration stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drivers.modbus import ModbusDeviceSpec, ModbusPoller, SerialLink, TcpLink
+from gateway.config import Device, InfluxV1Sink, InfluxV2Sink, SerialConnection, Site, load_site
+from gateway.errors import ConfigError, JournalError
+from gateway.journal import Journal
+from gateway.series import Sample
+from gateway.service._deadband import DeadbandFilter
+from gateway.sinks import Delivery, LineEncoder, make_writer
+
+log = logging.getLogger("pedf.gateway")
+
+
+def tune_gc() -> None:
+    """Move what startup built (site, plans, decoders, clients) out of the collector's sight and
+    collect young objects less often: a poll makes few reference cycles, and the default threshold
+    (700) ran a collection every few polls — about a third of the gateway's own CPU per poll at
+    1,000 devices (benchmarks/RESULTS.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
+@dataclass
+class GatewayCounters:
+    samples: int = 0
+    overruns: int = 0  # polls dropped because the journal could not keep up
+    commit_failures: int = 0
+    started_ns: int = field(default_factory=time.time_ns)
+
+
+class Gateway:
+    """One site's service.  ``await Gateway(site).run(stop_event)``."""
+
+    def __init__(
+        self,
+        site: Site,
+        *,
+        journal_path: str | Path | None = None,
+        extra_sinks: list[InfluxV1Sink | InfluxV2Sink] | None = None,
+        api: bool | None = None,
+        max_pending: int = 50_000,
+    ) -> None:
+        self.site = site
+        jc = site.config.journal
+        self.journal = Journal(
+            journal_path or jc.path,
+            synchronous=jc.synchronous,
+            commit_interval_s=jc.commit_interval_ms / 1000.0,
+            max_bytes=int(jc.max_mb * 1024 * 1024),
+        )
+        self.sinks = list(site.config.sinks) + list(extra_sinks or [])
+        self.api_enabled = site.config.api.enabled if api is None else api
+        self.max_pending = max_pending
+        self.counters = GatewayCounters()
+        self.pollers: dict[str, ModbusPoller] = {}
+        self.deliveries: dict[str, Delivery] = {}
+        self.mqtt: dict[str, Any] = {}  # MQTT ingest / publish components by name, when the site has mqtt:
+        self._poll_tasks: dict[str, asyncio.Task[None]] = {}
+        self._series: dict[str, int] = {}
+        self._filters: dict[str, DeadbandFilter] = {}
+        self._pending = 0
+        self._overrun_logged = False
+        self._group: asyncio.TaskGroup | None = None
+        self.api_port: int | None = None
+        self.ready = asyncio.Event()
+
+    # -- polling -------------------------------------------------------------------------
+    def _emit(self, device: str, ts_ns: int, values: np.ndarray, texts: tuple[str | None, ...] | None) -> None:
+        if self._pending >= self.max_pending:
+            self.counters.overruns += 1
+            if not self._overrun_logged:
+                log.warning("journal cannot keep up: dropping polls", extra={"fields": {"pending": self._pending}})
+                self._overrun_logged = True
+            return
+        self._overrun_logged = False
+        values = self._filters[device].apply(ts_ns, values)
+        future = self.journal.append(Sample(self._series[device], ts_ns, values, texts))
+        self._pending += 1
+        self.counters.samples += 1
+        future.add_done_callback(self._committed)
+
+    def _committed(self, future: asyncio.Future[int]) -> None:
+        self._pending -= 1
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.counters.commit_failures += 1
+            if self.counters.commit_failures == 1 or self.counters.commit_failures % 1000 == 0:
+                log.error(
+                    "journal commit failed",
+                    extra={"fields": {"error": str(exc), "failures": self.counters.commit_failures}},
+                )
+
+    async def _register(self, devices: tuple[Device, ...]) -> None:
+        for d in devices:
+            self._series[d.name] = await self.journal.series_id(d.series_key(self.site.name))
+            self._filters[d.name] = DeadbandFilter(d.points)
+
+    def _start_poller(self, key: str, devices: tuple[Device, ...]) -> None:
+        assert self._group is not None
+        poller = ModbusPoller([device_spec(d) for d in devices], self._emit, logger=logging.getLogger("pedf.modbus"))
+        self.pollers[key] = poller
+        self._poll_tasks[key] = self._group.create_task(poller.run(), name=f"poll {key}")
+
+    async def reload(self, path: str | Path | None = None) -> bool:
+        """Re-read the site file; restart only line groups whose devices changed."""
+        try:
+            new_site = load_site(path or self.site.file)
+        except ConfigError as exc:
+            log.error("site file refused, keeping the running configuration", extra={"fields": {"errors": str(exc)}})
+            return False
+        old_groups, new_groups = line_groups(self.site), line_groups(new_site)
+        await self._register(new_site.devices)
+        for key in set(old_groups) | set(new_groups):
+            if old_groups.get(key) == new_groups.get(key):
+                continue
+            task = self._poll_tasks.pop(key, None)
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                self.pollers.pop(key, None)
+            if key in new_groups:
+                self._start_poller(key, new_groups[key])
+            log.info("line group restarted", extra={"fields": {"line": key}})
+        self.site = new_site
+        log.info("site file reloaded", extra={"fields": {"devices": len(new_site.devices)}})
+        return True
+
+    # -- running -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
+        await self.journal.open()
+        try:
+            await self._register(self.site.devices)
+            encoder = LineEncoder(self.journal.series)
+            for sink in self.sinks:
+                self.journal.register_sink(sink.name)
+                self.deliveries[sink.name] = Delivery(
+                    sink.name,
+                    self.journal,
+                    make_writer(sink),
+                    encoder,
+                    batch_lines=sink.batch_lines,
+                    max_age_s=sink.max_age_s,
+                )
+            async with asyncio.TaskGroup() as group:
+                self._group = group
+                for key, devices in line_groups(self.site).items():
+                    self._start_poller(key, devices)
+                delivery_tasks = [group.create_task(d.run(), name=f"sink {n}") for n, d in self.deliveries.items()]
+                if self.site.config.analytics is not None:
+                    from gateway.analysis import LiveAnalytics
+
+                    # returns once stop is set, so the group can close
+                    group.create_task(LiveAnalytics(self.site, self.journal).run(stop), name="live analytics")
+                mqtt_tasks: list[asyncio.Task[Any]] = []
+                if self.site.config.mqtt is not None:  # paho is loaded only for a site that uses MQTT
+                    from gateway.ingest import start_mqtt
+
+                    mqtt_tasks, self.mqtt = start_mqtt(group, self.site, self.journal)
+                api_runner = None
+                if self.api_enabled:
+                    from gateway.service._api import start_api
+
+                    api_runner, self.api_port = await start_api(
+                        self, self.site.config.api.host, self.site.config.api.port
+                    )
+                self.ready.set()
+                if on_ready:
+                    on_ready()
+                await stop.wait()
+                log.info("stopping: polling stops, the journal commits, sinks flush")
+                for task in self._poll_tasks.values():
+                    task.cancel()
+                for task in mqtt_tasks:
+                    task.cancel()
+                await self._drain_journal()
+                for task in delivery_tasks:
+                    task.cancel()
+                if api_runner is not None:
+                    await api_runner.cleanup()
+        finally:
+            self._group = None
+            await self.journal.close()
+
+    async def _drain_journal(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self._pending > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self._pending:
+            raise JournalError(f"{self._pending} samples not committed at shutdown")
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> dict:
+        now = time.time_ns()
+        devices = {}
+        for poller in self.pollers.values():
+            for name, st in poller.stats().items():
+                devices[name] = dataclasses.asdict(st)
+        jstats = self.journal.stats()
+        elapsed = max((now - self.counters.started_ns) / 1e9, 1e-9)
+        sinks = {}
+        for name, d in self.deliveries.items():
+            sinks[name] = d.stats().as_dict()
+        return {
+            "site": self.site.name,
+            "uptime_s": round(elapsed, 3),
+            "devices": devices,
+            "devices_up": sum(1 for d in devices.values() if d.get("up")),
+            "devices_total": len(self.site.devices),
+            "samples": self.counters.samples,
+            "samples_per_s": round(self.counters.samples / elapsed, 2),
+            "overruns": self.counters.overruns,
+            "commit_failures": self.counters.commit_failures,
+            "journal": jstats.as_dict(),
+            "sinks": sinks,
+            "mqtt": {name: c.stats() for name, c in self.mqtt.items()},
+        }
+

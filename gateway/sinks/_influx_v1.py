@@ -1,0 +1,102 @@
+"""InfluxDB 1.x writer: ``POST /write?db=&rp=&precision=`` with a gzip body, ``GET /ping`` for health.
+
+Why plain aiohttp and not influxdb-client: the 1.x ``/write`` endpoint (InfluxDB 1.x HTTP API
+reference, https://docs.influxdata.com/influxdb/v1/tools/api/#write-http-endpoint) is one request, and
+Debian's influxd 1.6 has no ``/api/v2/write`` (DESIGN.md, Known traps).  Credentials go in an HTTP
+Basic ``Authorization`` header by default (``auth="basic"``), which 1.x accepts like ``u``/``p``
+query parameters but which does not end up in URLs that proxies and error messages print.
+
+Gzip level 1: a body of meter readings compresses ~4× at level 1 and ~5× at level 6, which costs
+about five times the CPU (benchmarks/bench_encoder.py prints both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip as gzip_module
+import json
+from typing import Literal
+
+import aiohttp
+
+from gateway.errors import SinkUnavailable
+from gateway.sinks._writer import classify_status
+
+_THREAD_GZIP_BYTES = 256 * 1024  # compress bigger bodies off the event loop
+
+
+class InfluxV1Writer:
+    def __init__(self, url: str, database: str, *, retention_policy: str | None = None,
+                 precision: Literal["ns", "u", "ms", "s"] = "ns", username: str | None = None,
+                 password: str | None = None, auth: Literal["basic", "query"] = "basic", gzip: bool = True,
+                 gzip_level: int = 1, timeout_s: float = 10.0, name: str | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.name = name or f"influxdb-v1 {self.url}/{database}"
+        self.params = {"db": database, "precision": precision}
+        if retention_policy:
+            self.params["rp"] = retention_policy
+        self._headers: dict[str, str] = {}
+        if username is not None and auth == "basic":
+            self._headers["Authorization"] = aiohttp.encode_basic_auth(username, password or "")
+        elif username is not None:
+            self.params.update(u=username, p=password or "")
+        self.gzip = gzip
+        self.gzip_level = gzip_level
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:  # keeps credentials out of reprs in logs and tracebacks
+        return f"InfluxV1Writer({self.name!r})"
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout, headers=self._headers)
+        return self._session
+
+    async def _body(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if not self.gzip:
+            return body, headers
+        headers["Content-Encoding"] = "gzip"
+        if len(body) > _THREAD_GZIP_BYTES:
+            return await asyncio.to_thread(gzip_module.compress, body, self.gzip_level), headers
+        return gzip_module.compress(body, self.gzip_level), headers
+
+    async def write(self, body: bytes) -> None:
+        data, headers = await self._body(body)
+        try:
+            async with self._client().post(self.url + "/write", params=self.params, data=data,
+                                           headers=headers) as resp:
+                if resp.status == 204:
+                    return
+                text = await resp.text(errors="replace")
+                status, retry_after = resp.status, resp.headers.get("Retry-After")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise SinkUnavailable(f"{self.name}: {type(exc).__name__}: {_safe(exc)}") from None
+        classify_status(status, f"{self.name}: {_influx_error(text)}", retry_after)
+
+    async def ping(self) -> bool:
+        try:
+            async with self._client().get(self.url + "/ping") as resp:
+                return resp.status == 204
+        except (aiohttp.ClientError, TimeoutError, OSError):
+            return False
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _influx_error(text: str) -> str:
+    try:
+        return str(json.loads(text).get("error", text))[:1000]
+    except (ValueError, AttributeError):
+        return text[:1000]
+
+
+def _safe(exc: BaseException) -> str:
+    """Connection errors name host and port only; never echo a URL that may carry ``p=``."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc.os_error})"
+    return str(exc).split("?", 1)[0][:300]
