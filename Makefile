@@ -35,7 +35,7 @@ test: $(STAMP) debs
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 bench: $(STAMP) debs
-	$(PY) benchmarks/run_all.py
+	$(PY) -m benchmarks.run_all
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """The floor: a bare pymodbus client polling N devices × 60 holding registers once per second,
 one connection per device, nothing done with the answers.  Prints its own CPU-seconds and polls.
 
-    python benchmarks/bare_pymodbus.py --ports-file ports.json --seconds 20 [--warmup 5]
+    python -m benchmarks.bare_pymodbus --ports-file ports.json --seconds 20 [--warmup 5]
 """
 
 from __future__ import annotations

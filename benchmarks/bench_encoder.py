@@ -8,21 +8,17 @@ gateway's default, and ``compiled``, numba), for 6- and 60-field lines, for thre
 full-precision random doubles (17 significant digits, the worst case of ``repr``), float32 register
 values widened to double (what a meter's float32 points decode to) and meter-like values (two
 decimals, e.g. 230.45).  Then gzip of the 6-field body at levels 1 and 6
-(the InfluxDB v1 sink's ``gzip_level``).  Run: ``.venv/bin/python benchmarks/bench_encoder.py``.
+(the InfluxDB v1 sink's ``gzip_level``).
+Run from the repository root: ``.venv/bin/python -m benchmarks.bench_encoder``.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from influxdb_client import Point, WritePrecision
 
 from gateway.journal import JournalRow

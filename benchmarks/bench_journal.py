@@ -5,22 +5,19 @@ pattern: one ``append`` per poll, futures awaited later), and the clock stops wh
 resolved, i.e. when everything is committed (fsync'd under FULL).  Printed per synchronous mode:
 fields/s committed, polls/s, commits (transactions), mean polls per commit, bytes per poll on disk.
 A second figure appends paced in 20 chunks to show group commit under a steady stream.
-Run: ``.venv/bin/python benchmarks/bench_journal.py`` (a few seconds; uses a temp dir on the same
-disk as /tmp).
+Run from the repository root: ``.venv/bin/python -m benchmarks.bench_journal`` (a few seconds; uses a
+temp dir on the same disk as /tmp).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.journal import Journal
 from gateway.series import Sample, SeriesKey

@@ -7,8 +7,10 @@ afterwards.  The gateway's CPU time comes from /proc/<pid>/stat (utime + stime),
 VmHWM.  A bare pymodbus client polls the same simulator in the same run for the ratio.  A last run
 at a faster interval finds the most device-polls/s one core sustains.
 
-    python benchmarks/bench_modbus.py                 # 100 and 1,000 devices, 30 s windows
-    python benchmarks/bench_modbus.py --quick         # 50 and 200 devices, 10 s windows
+    python -m benchmarks.bench_modbus                 # 100 and 1,000 devices, 30 s windows
+    python -m benchmarks.bench_modbus --quick         # 50 and 200 devices, 10 s windows
+
+(from the repository root, with the venv's python).
 """
 
 from __future__ import annotations
@@ -21,11 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness import GatewayProcess, SimulatorProcess, free_port, wait_until, write_site  # noqa: E402
-from servers import InfluxD  # noqa: E402
+from tests.harness import ROOT, GatewayProcess, SimulatorProcess, wait_until, write_site
+from tests.processes import free_port
+from tests.servers import InfluxD
 
 
 def _polls(status: dict) -> int:
@@ -92,7 +92,8 @@ def measure_bare(work: Path, n: int, seconds: float) -> dict:
         out = subprocess.run(
             [
                 sys.executable,
-                str(ROOT / "benchmarks" / "bare_pymodbus.py"),
+                "-m",
+                "benchmarks.bare_pymodbus",
                 "--ports-file",
                 str(ports),
                 "--seconds",
@@ -101,6 +102,7 @@ def measure_bare(work: Path, n: int, seconds: float) -> dict:
             capture_output=True,
             text=True,
             check=True,
+            cwd=ROOT,
         )
     r = json.loads(out.stdout)
     r["cpu_s_per_1000_polls"] = 1000 * r["cpu_s"] / r["polls"]

@@ -10,7 +10,8 @@ Method (one run, same machine):
 3. latency: with the gateway running, ``--rate`` msg/s for ``--seconds``; influxd is polled every
    20 ms for the count of points; message i is queryable when the count exceeds i.  p50/p99 of
    (queryable − published).
-Run: ``.venv/bin/python benchmarks/bench_mqtt.py`` (about a minute); ``--quick`` for small sizes.
+Run from the repository root: ``.venv/bin/python -m benchmarks.bench_mqtt`` (about a minute); ``--quick`` for
+small sizes.
 """
 
 from __future__ import annotations
@@ -27,15 +28,11 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-from harness import GatewayProcess, free_port  # noqa: E402
-from mqtt_helpers import Publisher  # noqa: E402
-from servers import InfluxD, Mosquitto  # noqa: E402
-
-from drivers.mqtt import _decoders as dec  # noqa: E402
+from drivers.mqtt import _decoders as dec
+from tests.harness import GatewayProcess
+from tests.mqtt_helpers import Publisher
+from tests.processes import free_port
+from tests.servers import InfluxD, Mosquitto
 
 FIELDS = ["p_kw", "q_kvar", "s_kva", "v_l1_v", "v_l2_v", "v_l3_v", "i_l1_a", "i_l2_a", "i_l3_a", "f_hz"]
 T0 = 1_700_000_000 * 10**9

@@ -7,18 +7,20 @@ the encoder alone, and where the CPU of one Modbus poll goes.
    append until the sink's cursor reaches the journal's head; influxd's count is checked against
    what was sent.  Once with each line encoder (``python``, the default, and ``compiled``).
 2. Encoder alone: 6-field lines/s of each encoder against influxdb-client's ``Point``, in the same
-   run (benchmarks/bench_encoder.py's ``run``).
+   run (``benchmarks.bench_encoder.run``).
 3. Per-stage CPU of bench_modbus.py's workload (N simulated bench60 devices, 60 holding registers
    = 30 float32 fields, polled once a second, its own process): the poller with pymodbus polling
    for real (decode included, then subtracted), a bare pymodbus client on the same devices
-   (benchmarks/bare_pymodbus.py), and each later stage timed on that workload's rows in this
+   (``benchmarks.bare_pymodbus``), and each later stage timed on that workload's rows in this
    process with ``time.process_time`` (journal thread included); then the whole Gateway in this
    process (API off) for the total, with the garbage collector's share of it timed through
    ``gc.callbacks``; the remainder is event-loop scheduling, timers and bookkeeping.  The stages
    are timed at different moments of a shared machine, so the remainder also carries their noise.
 
-    python benchmarks/bench_pipeline.py            # 1,000 devices, 20 s windows, 60,000 samples
-    python benchmarks/bench_pipeline.py --quick    # 200 devices, 8 s windows, 20,000 samples
+    python -m benchmarks.bench_pipeline            # 1,000 devices, 20 s windows, 60,000 samples
+    python -m benchmarks.bench_pipeline --quick    # 200 devices, 8 s windows, 20,000 samples
+
+(from the repository root, with the venv's python).
 """
 
 from __future__ import annotations
@@ -37,29 +39,25 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(HERE)]
-
-from bench_encoder import run as encoder_run  # noqa: E402
-from bench_encoder import value_sets  # noqa: E402
-from harness import SimulatorProcess, free_port, write_site  # noqa: E402
-from servers import InfluxD  # noqa: E402
-
-from drivers.modbus import (  # noqa: E402
+from benchmarks.bench_encoder import run as encoder_run
+from benchmarks.bench_encoder import value_sets
+from drivers.modbus import (
     ModbusDeviceSpec,
     ModbusPoller,
     TcpLink,
     load_profile,
 )
-from gateway.journal import Journal  # noqa: E402
-from gateway.series import Sample, SeriesKey  # noqa: E402
-from gateway.service import DeadbandFilter  # noqa: E402
+from gateway.journal import Journal
+from gateway.series import Sample, SeriesKey
+from gateway.service import DeadbandFilter
 from gateway.sinks import (
     Delivery,
     InfluxV1Writer,
     LineEncoder,
 )
+from tests.harness import ROOT, SimulatorProcess, write_site
+from tests.processes import free_port
+from tests.servers import InfluxD
 
 T0 = 1_700_000_000_000_000_000
 WIDTH = 60
@@ -142,8 +140,9 @@ async def poller_cpu(specs: list[ModbusDeviceSpec], seconds: float) -> tuple[flo
 def bare_cpu(work: Path, ports: list[int], seconds: float) -> float:
     path = work / "bare-ports.json"
     path.write_text(json.dumps(ports))
-    out = subprocess.run([sys.executable, str(HERE / "bare_pymodbus.py"), "--ports-file", str(path),
-                          "--seconds", str(seconds), "--warmup", "3"], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-m", "benchmarks.bare_pymodbus", "--ports-file", str(path),
+                          "--seconds", str(seconds), "--warmup", "3"], capture_output=True, text=True, check=True,
+                         cwd=ROOT)
     r = json.loads(out.stdout)
     return 1e6 * r["cpu_s"] / r["polls"]
 
