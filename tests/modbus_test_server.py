@@ -1,4 +1,5 @@
-"""A pymodbus server for the Modbus client tests, run as its own process.
+"""A pymodbus server for the Modbus client tests, run as its own process (the tests start it
+through ``tests.servers.ModbusTestServer``).
 
     python tests/modbus_test_server.py CONFIG_JSON
 
