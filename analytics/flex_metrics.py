@@ -159,7 +159,8 @@ def flexibility_factor(
     """Flexibility factor FF = (E_low − E_high) / (E_low + E_high), in [−1, 1] for E ≥ 0.
 
     ``split="thresholds"`` (default, DOMAIN.md §7): high where penalty ≥ high_at, low where
-    penalty ≤ low_at, intervals in between ignored; ``split="mean"``: high above the mean penalty of
+    penalty ≤ low_at, intervals in between ignored (with high_at = low_at a penalty equal to it counts
+    as low); ``split="mean"``: high above the mean penalty of
     the row, low at or below it. Intervals with NaN energy or penalty are left out (counted in neither
     n_high nor n_low).
 

@@ -283,3 +283,23 @@ def rollup_ref(device_kg, parents):
     for parent, size in zip(parents, sizes, strict=True):
         levels.append(np.bincount(parent, weights=levels[-1], minlength=size))
     return levels
+
+
+def local_offsets_ref(ts_ns, tz):
+    """UTC offset [ns] of ``tz`` at each instant, one ``datetime.utcoffset`` call per instant."""
+    zone = ZoneInfo(tz)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return np.array([(epoch + dt.timedelta(microseconds=int(t) // 1000)).astimezone(zone).utcoffset()
+                     // dt.timedelta(microseconds=1) * 1000 for t in ts_ns], dtype=np.int64)
+
+
+def local_wall_ref(ts_ns, tz):
+    """(ISO text with offset, 'YYYY-MM', start of the local day [ns UTC]) of one instant, by datetime."""
+    zone = ZoneInfo(tz)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    local = (epoch + dt.timedelta(microseconds=int(ts_ns) // 1000)).astimezone(zone)
+    # Walk back minute by minute to the first instant whose local date is still this one.
+    day, start = local.date(), int(ts_ns) // 60_000_000_000 * 60_000_000_000
+    while (epoch + dt.timedelta(microseconds=(start - 60_000_000_000) // 1000)).astimezone(zone).date() == day:
+        start -= 60_000_000_000
+    return local.isoformat(), f"{local.year:04d}-{local.month:02d}", start

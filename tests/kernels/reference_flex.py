@@ -274,7 +274,7 @@ def flexibility_factor_ref(energy_kwh, penalty, high_at=None, low_at=None, split
     pen = np.broadcast_to(_series(penalty), energy.shape)
     ok = ~np.isnan(energy) & ~np.isnan(pen)
     if split == "thresholds":
-        high = ok & (pen >= high_at)
+        high = ok & ((pen > high_at) if high_at == low_at else (pen >= high_at))  # a tie counts as low
         low = ok & ~high & (pen <= low_at)
     else:
         own = _series(penalty)

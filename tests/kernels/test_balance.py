@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_energy import energy_balance_ref
 
 from analytics.balance import energy_balance
+from tests.kernels.reference_energy import energy_balance_ref
 
 Q = 900_000_000_000
 

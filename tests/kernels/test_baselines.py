@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import reference_flex as ref
-
 from analytics import baselines as bl
 from analytics.calendar import day_eligibility, load_calendar, local_day_grid
+from tests.kernels import reference_flex as ref
 
 
 def close(a, b) -> None:
@@ -36,7 +32,8 @@ def test_ten_in_ten_on_eleven_days_with_capped_adjustment() -> None:
     close(base.baseline_kw[0, 0], np.full(24, 17.4))
     close(base.adjustment, [[1.2]])
     assert base.days[0, 0].tolist() == list(range(9, -1, -1))
-    assert base.method == "10-in-10" and "clip [0.8, 1.2]" in base.convention["adjustment"]
+    assert base.method == "10-in-10" and "adjustment: multiplicative" in base.convention
+    assert "clip [0.8, 1.2]" in base.convention
     load[240 + 10:240 + 13] = 16.0
     close(bl.ten_in_ten(load, np.ones(11, bool), events, 24).baseline_kw[0, 0], np.full(24, 16.0))
     close(bl.ten_in_ten(load, np.ones(11, bool), events, 24, adjustment=None).baseline_kw[0, 0],
@@ -158,23 +155,73 @@ def test_validation() -> None:
                       24, bl.DayOfAdjustment(from_h=1.0, to_h=2.0))
 
 
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: bl.high_x_of_y(np.ones((1, 1, 48)), np.ones(2, bool), EV, 24, 1, 1), "load_kw: expected a 1-D or 2-D"),
+    (lambda: bl.ten_in_ten(np.ones(48), np.ones(3, bool), EV, 24), r"day_eligible: expected one flag per day \(2,\)"),
+    (lambda: bl.beijing_high_5_of_10(np.ones(48), np.ones(2, bool),
+                                     bl.DrEvents(np.array([np.nan]), np.array([5]), np.array([6])), 24),
+     "events.day: NaN is not allowed"),
+    (lambda: bl.jiangsu_last_5(np.ones(48), np.ones(2, bool),
+                               bl.DrEvents(np.array([1]), np.array([5.5]), np.array([6])), 24),
+     "events.start: expected whole numbers"),
+    (lambda: bl.jiangsu_last_5(np.ones(48), np.ones(2, bool),
+                               bl.DrEvents(np.array([1, 1]), np.array([5]), np.array([6])), 24), "equal length"),
+    (lambda: bl.ten_in_ten(np.ones(48), np.ones(2, bool), bl.DrEvents(np.array([2]), np.array([5]), np.array([6])),
+                           24), "event day outside"),
+    (lambda: bl.high_x_of_y(np.ones(48), np.ones(2, bool), EV, 24, 3, 2), "1 <= x <= y"),
+    (lambda: bl.beijing_high_5_of_10(np.ones(48), np.ones(2, bool), EV, 24, window="3-12"), "window must be"),
+    (lambda: bl.ten_in_ten(np.ones(48), np.ones(2, bool), EV, 24, bl.DayOfAdjustment(cap_low=1.1)), "cap_low"),
+    (lambda: bl.ten_in_ten(np.ones(48), np.ones(2, bool), EV, 0), "whole days"),
+    (lambda: day_eligibility(load_calendar(), dt.date(2025, 1, 1), -1), "n_days"),
+    (lambda: day_eligibility(load_calendar(), dt.date(2025, 1, 1), 3, event_days=[3]), "event_days"),
+    (lambda: local_day_grid(dt.datetime(2025, 1, 1), 96, 15), "timezone-aware"),
+    (lambda: local_day_grid(dt.datetime(2024, 12, 31, 16, tzinfo=dt.UTC), 95, 15), "whole local days"),
+    (lambda: local_day_grid(dt.datetime(2024, 12, 31, 16, tzinfo=dt.UTC), 96, 7), "divide 24 h"),
+    (lambda: local_day_grid(dt.datetime(2024, 12, 31, 16, tzinfo=dt.UTC), 96, 15, "Mars/Base"), "unknown time zone"),
+])
+def test_bad_input_raises_value_error(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+EV = bl.DrEvents(np.array([1]), np.array([5]), np.array([6]))
+
+
 @settings(max_examples=40, deadline=None)
-@given(data=st.data(), ipd=st.sampled_from([4, 24]), adjust=st.booleans())
-def test_kernel_matches_reference(data, ipd, adjust) -> None:
+@given(data=st.data(), ipd=st.sampled_from([4, 24]), adjust=st.booleans(),
+       rule=st.sampled_from(["generic", "10-in-10", "beijing", "beijing-1-10", "jiangsu"]))
+def test_baselines_match_reference(data, ipd, adjust, rule) -> None:
     nb = data.draw(st.integers(0, 3))
     nd = data.draw(st.integers(1, 16))
     elems = st.floats(0.0, 1e6) | st.just(np.nan) | st.sampled_from([0.0, 7.0])
-    load = data.draw(hnp.arrays(np.float64, (nb, nd * ipd), elements=elems))
+    shape = (nd * ipd,) if nb == 1 and data.draw(st.booleans()) else (nb, nd * ipd)
+    load = data.draw(hnp.arrays(np.float64, shape, elements=elems))
     eligible = np.array(data.draw(st.lists(st.booleans(), min_size=nd, max_size=nd)), dtype=np.bool_)
     ne = data.draw(st.integers(0, 3))
     day = np.array([data.draw(st.integers(0, nd - 1)) for _ in range(ne)], dtype=np.int64)
     start = np.array([data.draw(st.integers(0, ipd - 1)) for _ in range(ne)], dtype=np.int64)
-    eligible[day] = False
-    y = data.draw(st.integers(1, 5))
-    x = data.draw(st.integers(1, y))
-    first = data.draw(st.integers(1, 2))
+    events = bl.DrEvents(day, start, np.minimum(start + 1, ipd))
+    flags = eligible.copy()
+    steps_h = 24 / ipd
     adj_to = data.draw(st.integers(0, 2))
-    adj_from = adj_to + data.draw(st.integers(1, 3))
-    args = (load, ipd, eligible, day, start, first, y, x, adjust, adj_from, adj_to, 0.8, 1.2)
-    for g, w in zip(bl._baseline_kernel(*args), ref.baseline(*args), strict=True):
+    adj = bl.DayOfAdjustment(from_h=(adj_to + data.draw(st.integers(1, 3))) * steps_h, to_h=adj_to * steps_h) \
+        if adjust else None
+    if rule == "generic":
+        y = data.draw(st.integers(1, 5))
+        x = data.draw(st.integers(1, y))
+        first = data.draw(st.integers(1, 2))
+        got = bl.high_x_of_y(load, eligible, events, ipd, x, y, first, adj)
+        want = ref.high_x_of_y_ref(load, eligible, events, ipd, x, y, first, adj)
+    elif rule == "10-in-10":
+        got = bl.ten_in_ten(load, eligible, events, ipd, adj)
+        want = ref.high_x_of_y_ref(load, eligible, events, ipd, 10, 10, 1, adj)
+    elif rule.startswith("beijing"):
+        window = "1-10" if rule.endswith("1-10") else "2-11"
+        got = bl.beijing_high_5_of_10(load, eligible, events, ipd, window)
+        want = ref.high_x_of_y_ref(load, eligible, events, ipd, 5, 10, 1 if window == "1-10" else 2)
+    else:
+        got = bl.jiangsu_last_5(load, eligible, events, ipd)
+        want = ref.high_x_of_y_ref(load, eligible, events, ipd, 5, 5, 1)
+    for g, w in zip((got.baseline_kw, got.days, got.adjustment), want, strict=True):
         close(g, w)
+    assert np.array_equal(eligible, flags)  # the caller's flags are not modified

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_energy import interval_energy_numpy_ongrid, interval_energy_ref
 
 from analytics.counters import (
     FLAG_APPORTIONED,
@@ -17,6 +16,7 @@ from analytics.counters import (
     counter_wrap,
     interval_energy,
 )
+from tests.kernels.reference_energy import interval_energy_numpy_ongrid, interval_energy_ref
 
 MIN = 60_000_000_000
 Q = 15 * MIN

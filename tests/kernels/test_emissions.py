@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_energy import cfe_ref, rollup_ref, scope2_ref
 
 from analytics.emissions import cfe_score, scope2, shift_avoided_emissions
 from analytics.factors import factor_series, grid_factor, load_factor_series, load_factors
 from analytics.rollups import reduction_credits, rollup
+from tests.kernels.reference_energy import cfe_ref, rollup_ref, scope2_ref
 
 H = 3_600_000_000_000
 Q = H // 4

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import reference_flex as ref
-
 from analytics import ev as ev_mod
 from analytics import flex_metrics as fm
 from analytics import flexibility as flex
 from analytics import flexible_loads as fl
+from tests.kernels import reference_flex as ref
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -69,7 +63,7 @@ def test_battery_envelope_at_and_beyond_soc_bounds() -> None:
     assert env.horizon_steps == (1, 4, 8, 16)
     close(env.ramp_kw_per_step, [300.0])  # 20 kW/min × 15 min
     close(env.energy_up_kwh(3)[0, 1], 144.0)
-    assert env.convention["outside_bounds"] == "clipped at 0"
+    assert isinstance(env.convention, str) and "clipped at 0" in env.convention
 
 
 def test_schedule_band_by_hand() -> None:
@@ -100,7 +94,7 @@ def test_flexibility_factor_thresholds_and_mean_split() -> None:
     pen = np.array([1.0, 5.0, 3.0, 10.0])
     ff = fm.flexibility_factor(e, pen, high_at=5.0, low_at=1.0)
     close(ff.ff, [-5 / 7])
-    assert ff.convention["split"] == "thresholds"
+    assert ff.convention.endswith("split=thresholds, high_at=5.0, low_at=1.0")
     assert (ff.n_high[0], ff.n_low[0]) == (2, 1)
     close(fm.flexibility_factor(e, pen, split="mean").ff, [-0.2])
     with pytest.raises(ValueError):
@@ -115,7 +109,7 @@ def test_aggregate_building_and_fleet() -> None:
     skip = fm.aggregate_envelope(up, up * 2, missing="skip")
     close(skip.up_kw, [[14.0, 22.0]])
     assert skip.reporting.tolist() == [[3, 2]]
-    assert skip.convention["missing"] == "skip"
+    assert skip.convention.endswith("missing=skip") and agg.convention.endswith("missing=propagate")
 
 
 def test_ev_one_way_and_two_way_by_hand() -> None:
@@ -132,7 +126,7 @@ def test_ev_one_way_and_two_way_by_hand() -> None:
     two = ev_mod.ev_flexibility(s, 8, 1.0, two_way=True)
     close(two.e_min_kwh[:3], [0, -3, 0])
     close(two.v2g_kwh, [3, 3])
-    assert two.convention["direction"] == "two-way"
+    assert two.convention.startswith("two-way") and one.convention.startswith("one-way")
 
 
 def test_flexible_load_and_droop_by_hand() -> None:
@@ -152,110 +146,202 @@ def test_flexible_load_and_droop_by_hand() -> None:
     close(d.kw_per_v, [-0.5])
 
 
-# --- kernels against their twins ------------------------------------------------------------------
+# --- public functions against their twins ---------------------------------------------------------
+# Inputs are 1-D (one row) or 2-D, parameters scalars or one per row: the wrappers' shaping and
+# parameter handling are exercised along with the kernels.
+
+def series(lo=-50.0, hi=150.0, max_rows=4, max_cols=40, nan=True):
+    vector = hnp.arrays(np.float64, st.integers(0, max_cols),
+                        elements=st.floats(lo, hi, allow_nan=False) | (st.just(np.nan) if nan else st.nothing()))
+    return matrices(max_rows=max_rows, max_cols=max_cols, lo=lo, hi=hi, nan=nan) | vector
+
+
+def n_rows(x: np.ndarray) -> int:
+    return 1 if x.ndim == 1 else x.shape[0]
+
+
+def param(draw, n, strategy):
+    """A scalar or one value per row, drawn from ``strategy``."""
+    if draw(st.booleans()):
+        return draw(strategy)
+    return np.array([draw(strategy) for _ in range(n)])
+
+
+def battery_spec(n, draw):
+    f = st.floats
+    lo = param(draw, n, f(0.0, 50.0))
+    return flex.BatterySpec(
+        energy_kwh=param(draw, n, f(1.0, 1e4)), p_charge_max_kw=param(draw, n, f(0.0, 1e4)),
+        p_discharge_max_kw=param(draw, n, f(0.0, 1e4)), eta_charge=param(draw, n, f(0.5, 1.0)),
+        eta_discharge=param(draw, n, f(0.5, 1.0)), soc_min_pct=lo, soc_max_pct=lo + param(draw, n, f(0.0, 50.0)),
+        ramp_kw_per_min=param(draw, n, f(0.1, 1e3)),
+    )
+
 
 @SETTINGS
-@given(soc=matrices(lo=-20.0, hi=120.0), data=st.data(), dt=st.sampled_from([0.25, 1.0]))
-def test_envelope_kernel_matches_reference(soc, data, dt) -> None:
-    p = battery_params(soc.shape[0], data.draw)
-    steps = np.array([1, 4, 8, 16], dtype=np.int64)
-    shape = (4, *soc.shape)
-    got = (np.full(shape, -1.0), np.full(shape, -1.0))
-    want = (np.full(shape, -2.0), np.full(shape, -2.0))
-    flex._envelope_kernel(soc, *p.values(), dt, steps, *got)
-    ref.envelope(soc, *p.values(), dt, steps, *want)
-    for g, w in zip(got, want, strict=True):
-        close(g, w)
+@given(soc=series(lo=-20.0, hi=120.0), data=st.data(), dt=st.sampled_from([0.25, 1.0]))
+def test_battery_envelope_matches_reference(soc, data, dt) -> None:
+    spec = battery_spec(n_rows(soc), data.draw)
+    horizons = data.draw(st.sampled_from([(0.25 * 4 * dt, 2.0 * 4 * dt), (dt,), (dt, 4.0 * dt, 8.0 * dt, 16.0 * dt)]))
+    env = flex.battery_envelope(soc, spec, dt, horizons_h=horizons)
+    up, down, ramp = ref.battery_envelope_ref(soc, spec, dt, horizons)
+    close(env.p_up_kw, up)
+    close(env.p_down_kw, down)
+    close(env.ramp_kw_per_step, ramp)
+    assert env.horizon_steps == tuple(round(h / dt) for h in horizons) and env.dt_h == dt
+    for g in (env.p_up_kw, env.p_down_kw):
         assert np.all(np.isnan(g) | (g >= 0))
 
 
 @SETTINGS
-@given(plan=matrices(lo=-500.0, hi=500.0), data=st.data())
-def test_schedule_kernel_matches_reference(plan, data) -> None:
-    n = plan.shape[0]
-    p = battery_params(n, data.draw)
-    soc0 = np.array([data.draw(st.floats(0.0, 1.0)) for _ in range(n)])
-    args = (plan, soc0, p["energy_kwh"], p["p_ch"], p["p_dis"], p["eta_c"], p["eta_d"],
-            p["soc_min"], p["soc_max"],
-            p["soc_min"].copy(), p["soc_max"].copy(), 0.5)
-    nt = plan.shape[1]
-    shapes = [(n, nt + 1), (n, nt), (n, nt + 1), (n, nt + 1)]
-    got = [np.full(s, -1.0) for s in shapes]
-    want = [np.full(s, -2.0) for s in shapes]
-    flex._schedule_kernel(*args, *got)
-    ref.schedule(*args, *want)
-    for g, w in zip(got, want, strict=True):
-        close(g, w)
-
-
-@SETTINGS
-@given(values=matrices(max_rows=6), skip=st.booleans(), data=st.data())
-def test_group_sum_kernel_matches_reference(values, skip, data) -> None:
-    n = values.shape[0]
-    labels = np.array([data.draw(st.integers(0, 2)) for _ in range(n)], dtype=np.int64)
-    _, inv = np.unique(labels, return_inverse=True)
-    order = np.argsort(inv, kind="stable").astype(np.int64)
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(inv))]).astype(np.int64)
-    for g, w in zip(fm._group_sum_kernel(values, order, offsets, skip),
-                    ref.group_sum(values, order, offsets, skip), strict=True):
-        close(g, w)
-
-
-@SETTINGS
-@given(energy=matrices(min_rows=1), data=st.data())
-def test_ff_kernel_matches_reference(energy, data) -> None:
-    rows = data.draw(st.sampled_from([1, energy.shape[0]]))
-    pen = data.draw(hnp.arrays(np.float64, (rows, energy.shape[1]),
-                               elements=st.floats(0, 10) | st.just(np.nan)))
-    lo = np.array([data.draw(st.floats(0, 10)) for _ in range(rows)])
-    hi = lo + np.array([data.draw(st.floats(0, 5)) for _ in range(rows)])
-    for g, w in zip(fm._ff_kernel(energy, pen, hi, lo), ref.flexibility_factor(energy, pen, hi, lo),
+@given(plan=series(lo=-500.0, hi=500.0), data=st.data(), end_band=st.booleans())
+def test_schedule_soc_band_matches_reference(plan, data, end_band) -> None:
+    n = n_rows(plan)
+    spec = battery_spec(n, data.draw)
+    soc0 = param(data.draw, n, st.floats(0.0, 100.0))
+    end = (param(data.draw, n, st.floats(0.0, 50.0)), param(data.draw, n, st.floats(50.0, 100.0))) if end_band \
+        else (None, None)
+    band = flex.schedule_soc_band(plan, soc0, spec, 0.5, *end)
+    want = ref.schedule_soc_band_ref(plan, soc0, spec, 0.5, *end)
+    for g, w in zip((band.soc_pct, band.unserved_kwh, band.feasible_min_pct, band.feasible_max_pct), want,
                     strict=True):
         close(g, w)
-    ff = fm._ff_kernel(energy, pen, hi, lo)[0]
+
+
+@SETTINGS
+@given(values=series(max_rows=6), skip=st.booleans(), data=st.data(), grouped=st.booleans())
+def test_aggregate_envelope_matches_reference(values, skip, data, grouped) -> None:
+    n = n_rows(values)
+    labels = np.array([data.draw(st.integers(0, 2)) for _ in range(n)], dtype=np.int64) if grouped else None
+    missing = "skip" if skip else "propagate"
+    agg = fm.aggregate_envelope(values, values * 2.0, groups=labels, missing=missing)
+    want = ref.aggregate_envelope_ref(values, values * 2.0, groups=labels, missing=missing)
+    for g, w in zip((agg.up_kw, agg.down_kw, agg.reporting, agg.group_ids), want, strict=True):
+        close(g, w)
+
+
+@SETTINGS
+@given(energy=series(), data=st.data(), split=st.sampled_from(["thresholds", "mean"]))
+def test_flexibility_factor_matches_reference(energy, data, split) -> None:
+    rows = data.draw(st.sampled_from([0, n_rows(energy)])) if energy.ndim == 2 else 0
+    shape = (energy.shape[-1],) if rows == 0 else (rows, energy.shape[-1])
+    pen = data.draw(hnp.arrays(np.float64, shape, elements=st.floats(0, 10) | st.just(np.nan)))
+    lo = data.draw(st.floats(0, 10))
+    hi = lo + data.draw(st.floats(0, 5) | st.just(0.0))
+    kw = {"high_at": hi, "low_at": lo} if split == "thresholds" else {}
+    ff = fm.flexibility_factor(energy, pen, split=split, **kw)
+    want = ref.flexibility_factor_ref(energy, pen, split=split, **kw)
+    for g, w in zip((ff.ff, ff.e_high_kwh, ff.e_low_kwh, ff.n_high, ff.n_low), want, strict=True):
+        close(g, w)
     if not np.any(energy < 0):  # with non-negative energy FF lies in [−1, 1]
-        assert np.all(np.isnan(ff) | (np.abs(ff) <= 1 + 1e-12))
+        assert np.all(np.isnan(ff.ff) | (np.abs(ff.ff) <= 1 + 1e-12))
 
 
 @SETTINGS
 @given(data=st.data(), n_int=st.integers(1, 30), two_way=st.booleans())
-def test_ev_kernel_matches_reference(data, n_int, two_way) -> None:
+def test_ev_flexibility_matches_reference(data, n_int, two_way) -> None:
     ns = data.draw(st.integers(0, 5))
     arr = np.array([data.draw(st.integers(0, n_int - 1)) for _ in range(ns)], dtype=np.int64)
     dep = np.array([data.draw(st.integers(a + 1, n_int)) for a in arr], dtype=np.int64)
     pos = st.floats(0.0, 100.0)
-    cols = [np.array([data.draw(pos) for _ in range(ns)], dtype=np.float64) for _ in range(4)]
-    args = (arr, dep, *cols, n_int, 0.25, two_way)
-    for g, w in zip(ev_mod._ev_kernel(*args), ref.ev(*args), strict=True):
-        close(g, w)
+    sessions = ev_mod.EvSessions(arr, dep, *(param(data.draw, ns, pos) for _ in range(4)))
+    got = ev_mod.ev_flexibility(sessions, n_int, 0.25, two_way)
+    fields = ("p_asap_kw", "p_alap_kw", "p_max_kw", "p_min_kw", "e_max_kwh", "e_min_kwh", "shiftable_kwh",
+              "v2g_kwh", "unmet_kwh")
+    for name, w in zip(fields, ref.ev_flexibility_ref(sessions, n_int, 0.25, two_way), strict=True):
+        close(getattr(got, name), w)
 
 
 @SETTINGS
-@given(p=matrices(lo=0.0, hi=100.0), data=st.data(), k=st.integers(1, 6))
-def test_load_kernel_matches_reference(p, data, k) -> None:
-    n = p.shape[0]
-    share = np.array([data.draw(st.floats(0, 1)) for _ in range(n)])
-    dur = np.array([data.draw(st.integers(0, 8)) for _ in range(n)], dtype=np.int64)
-    reb = np.array([data.draw(st.floats(0, 1.5)) for _ in range(n)])
-    rated = np.array([data.draw(st.floats(0, 200)) for _ in range(n)])
-    shift = np.array([data.draw(st.integers(0, 5)) for _ in range(n)], dtype=np.int64)
-    args = (p, share, dur, reb, rated, shift, k, 0.25)
-    for g, w in zip(fl._load_kernel(*args), ref.load_envelope(*args), strict=True):
+@given(p=series(lo=0.0, hi=100.0), data=st.data(), k=st.integers(1, 6))
+def test_flexible_load_envelope_matches_reference(p, data, k) -> None:
+    n = n_rows(p)
+    args = (param(data.draw, n, st.floats(0, 1)), param(data.draw, n, st.integers(0, 8)),
+            param(data.draw, n, st.floats(0, 1.5)), param(data.draw, n, st.floats(0, 200)),
+            param(data.draw, n, st.integers(0, 5)))
+    env = fl.flexible_load_envelope(p, k, 0.25, *args)
+    for g, w in zip((env.p_up_kw, env.p_down_kw, env.rebound_kwh),
+                    ref.flexible_load_envelope_ref(p, k, 0.25, *args), strict=True):
         close(g, w)
+    assert env.horizon_steps == k
 
 
 @SETTINGS
-@given(v=matrices(lo=300.0, hi=450.0), data=st.data())
-def test_droop_kernel_matches_reference(v, data) -> None:
-    n = v.shape[0]
+@given(v=series(lo=300.0, hi=450.0), data=st.data())
+def test_droop_response_matches_reference(v, data) -> None:
+    n = n_rows(v)
     f = st.floats
-    p0 = np.array([data.draw(f(-50, 50)) for _ in range(n)])
-    args = (v, p0, np.full(n, 375.0), np.array([data.draw(f(0.1, 10)) for _ in range(n)]),
-            p0 - np.array([data.draw(f(0, 30)) for _ in range(n)]),
-            p0 + np.array([data.draw(f(0, 30)) for _ in range(n)]),
-            np.array([data.draw(f(0, 10)) for _ in range(n)]))
-    for g, w in zip(fl._droop_kernel(*args), ref.droop(*args), strict=True):
+    p0 = param(data.draw, n, f(-50, 50))
+    args = (p0, param(data.draw, n, f(360.0, 390.0)), param(data.draw, n, f(0.1, 10)),
+            p0 - param(data.draw, n, f(0, 30)) if np.ndim(p0) else p0 - data.draw(f(0, 30)),
+            p0 + data.draw(f(0, 30)), param(data.draw, n, f(0, 10)))
+    d = fl.droop_response(v, *args)
+    for g, w in zip((d.p_kw, d.delta_kw, d.kw_per_v), ref.droop_response_ref(v, *args), strict=True):
         close(g, w)
+
+
+# --- bad input: ValueError naming the argument -----------------------------------------------------
+
+SPEC = flex.BatterySpec(100.0, 50.0, 50.0)
+SESSION = (np.array([0]), np.array([2]), np.array([1.0]), np.array([1.0]))
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: flex.battery_envelope(np.ones((2, 2, 2)), SPEC, 0.25), "soc_pct: expected a 1-D or 2-D"),
+    (lambda: flex.battery_envelope(np.ones((2, 3)), flex.BatterySpec(np.array([1.0, np.nan]), 1, 1), 0.25),
+     "energy_kwh: NaN is not allowed"),
+    (lambda: flex.battery_envelope(np.ones((2, 3)), flex.BatterySpec(np.ones(3), 1, 1), 0.25),
+     r"energy_kwh: expected a scalar or one value per row \(2,\)"),
+    (lambda: flex.battery_envelope(np.ones(3), SPEC, float("nan")), "dt_h must be > 0"),
+    (lambda: flex.battery_envelope(np.array(["a"]), SPEC, 0.25), "soc_pct: expected numbers"),
+    (lambda: flex.schedule_soc_band(np.ones((1, 1, 3)), 50.0, SPEC, 0.25), "schedule_kw: expected a 1-D or 2-D"),
+    (lambda: flex.schedule_soc_band(np.ones(3), np.nan, SPEC, 0.25), "soc0_pct: NaN is not allowed"),
+    (lambda: flex.schedule_soc_band(np.ones((2, 3)), [50.0, 50.0, 50.0], SPEC, 0.25), "soc0_pct: expected a scalar"),
+    (lambda: flex.schedule_soc_band(np.ones(3), 50.0, SPEC, 0.25, soc_end_min_pct=np.nan),
+     "soc_end_min_pct: NaN"),
+    (lambda: fm.aggregate_envelope(np.ones((2, 3)), np.ones((2, 4))), "same shape"),
+    (lambda: fm.aggregate_envelope(np.ones((2, 2, 3)), np.ones((2, 2, 3))), "up_kw: expected a 1-D or 2-D"),
+    (lambda: fm.aggregate_envelope(np.ones((2, 3)), np.ones((2, 3)), groups=[1, 2, 3]), "groups: expected one label"),
+    (lambda: fm.aggregate_envelope(np.ones(3), np.ones(3), missing="zero"), "missing must be"),
+    (lambda: fm.flexibility_factor(np.ones((2, 3)), np.ones((3, 3)), 1.0, 0.0), "penalty must be"),
+    (lambda: fm.flexibility_factor(np.ones(3), np.ones(4), 1.0, 0.0), "penalty must be"),
+    (lambda: fm.flexibility_factor(np.ones(3), np.ones(3), np.nan, 0.0), "high_at >= low_at"),
+    (lambda: fm.flexibility_factor(np.ones((1, 1, 3)), np.ones(3), 1.0, 0.0), "energy_kwh: expected a 1-D or 2-D"),
+    (lambda: fm.flexibility_factor(np.ones(3), np.ones(3), split="median"), "split must be"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(np.array([np.nan]), *SESSION[1:]), 4, 1.0),
+     "arrival: NaN is not allowed"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(np.array([0.5]), *SESSION[1:]), 4, 1.0),
+     "arrival: expected whole numbers"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(SESSION[0], np.array([2, 3]), *SESSION[2:]), 4, 1.0),
+     "departure: expected one value per session"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(*SESSION[:2], np.array([np.nan]), SESSION[3]), 4, 1.0),
+     "energy_kwh: NaN is not allowed"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(*SESSION[:3], np.ones(2)), 4, 1.0),
+     "p_max_kw: expected a scalar or one value per row"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(*SESSION, p_dis_max_kw=-1.0), 4, 1.0), "p_dis_max_kw: must be"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(*SESSION), 4, 0.0), "dt_h must be > 0"),
+    (lambda: ev_mod.ev_flexibility(ev_mod.EvSessions(np.zeros((1, 1)), *SESSION[1:]), 4, 1.0),
+     "arrival: expected a 1-D array"),
+    (lambda: fl.flexible_load_envelope(np.ones((1, 1, 4)), 1, 0.25, 0.5, 4, 0.0, 10.0), "p_kw: expected a 1-D or 2-D"),
+    (lambda: fl.flexible_load_envelope(np.ones(4), 1, 0.25, np.nan, 4, 0.0, 10.0), "share: NaN is not allowed"),
+    (lambda: fl.flexible_load_envelope(np.ones(4), 1, 0.25, 0.5, 2.5, 0.0, 10.0),
+     "max_duration_steps: expected whole numbers"),
+    (lambda: fl.flexible_load_envelope(np.ones(4), 1, 0.25, 0.5, np.nan, 0.0, 10.0),
+     "max_duration_steps: NaN is not allowed"),
+    (lambda: fl.flexible_load_envelope(np.ones((2, 4)), 1, 0.25, 0.5, 4, 0.0, np.ones(3)),
+     "p_rated_kw: expected a scalar or one value per row"),
+    (lambda: fl.flexible_load_envelope(np.ones(4), 0, 0.25, 0.5, 4, 0.0, 10.0), "horizon_steps must be"),
+    (lambda: fl.flexible_load_envelope(np.ones(4), 1.5, 0.25, 0.5, 4, 0.0, 10.0), "horizon_steps must be"),
+    (lambda: fl.flexible_load_envelope(np.ones(4), 1, 0.25, 1.5, 4, 0.0, 10.0), "0 <= share <= 1"),
+    (lambda: fl.droop_response(np.ones((1, 2, 2)), 0.0, 375.0, 1.0), "v_bus_v: expected a 1-D or 2-D"),
+    (lambda: fl.droop_response(np.ones(2), np.nan, 375.0, 1.0), "p0_kw: NaN is not allowed"),
+    (lambda: fl.droop_response(np.ones((2, 2)), 0.0, 375.0, np.ones(3)), "r_v_per_kw: expected a scalar"),
+    (lambda: fl.droop_response(np.ones(2), 0.0, np.nan, 1.0), "v_ref_v: NaN is not allowed"),
+    (lambda: fl.droop_response(np.ones(2), 0.0, 375.0, 1.0, p_min_kw=1.0, p_max_kw=0.0), "p_min_kw <= p_max_kw"),
+])
+def test_bad_input_raises_value_error(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 # --- edges ------------------------------------------------------------------------------------------

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import reference_flex as ref
-
 from analytics import baselines as bl
 from analytics import mv
+from tests.kernels import reference_flex as ref
 
 
 def close(a, b) -> None:
@@ -51,7 +45,7 @@ def test_delivered_response_net_by_hand() -> None:
     close(r.fleet_avg_kw, [4.4])
     close(r.duration_h, [2.0])
     close(r.interval_kw[1, 0, 14:16], [-3.0, 1.0])
-    assert np.isnan(r.interval_kw[0, 0, 13]) and r.convention["clip"] == "net"
+    assert np.isnan(r.interval_kw[0, 0, 13]) and "clip=net" in r.convention
 
 
 def test_delivered_response_clipped_per_building_and_per_interval() -> None:
@@ -60,7 +54,7 @@ def test_delivered_response_clipped_per_building_and_per_interval() -> None:
     close(r.energy_kwh[:, 0], [10.8, 0.0])
     close(r.fleet_energy_kwh, [10.8])
     close(r.fleet_avg_kw, [5.4])
-    assert r.convention["clip"] == "per-building"
+    assert "clip=per-building" in r.convention
     r = mv.delivered_response(base, load, events, 24, clip="per-interval")
     close(r.energy_kwh[:, 0], [10.8, 1.0])
     close(r.fleet_energy_kwh, [11.8])
@@ -83,18 +77,45 @@ def test_shape_validation() -> None:
         mv.delivered_response(base, load, events, 24, clip="gross")
 
 
+EVENTS = bl.DrEvents(np.array([1]), np.array([5]), np.array([7]))
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda: mv.delivered_response(np.ones((1, 1, 24)), np.ones((1, 1, 48)), EVENTS, 24),
+     "measured_kw: expected a 1-D or 2-D"),
+    (lambda: mv.delivered_response(np.ones((1, 1, 24)), np.ones(50), EVENTS, 24), "whole days"),
+    (lambda: mv.delivered_response(np.ones((1, 2, 24)), np.ones(48), EVENTS, 24),
+     r"baseline_kw: expected shape \(1, 1, 24\)"),
+    (lambda: mv.delivered_response(np.ones((1, 1, 24)), np.ones(48),
+                                   bl.DrEvents(np.array([1]), np.array([np.nan]), np.array([7])), 24),
+     "events.start: NaN is not allowed"),
+    (lambda: mv.delivered_response(np.ones((1, 1, 24)), np.ones(48),
+                                   bl.DrEvents(np.array([1]), np.array([7]), np.array([5])), 24), "start < stop"),
+    (lambda: mv.delivered_response("x", np.ones(48), EVENTS, 24), "baseline_kw: expected"),
+])
+def test_bad_input_raises_value_error(call, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
 @settings(max_examples=40, deadline=None)
-@given(data=st.data(), ipd=st.sampled_from([4, 24]), clip=st.sampled_from([0, 1, 2]))
-def test_kernel_matches_reference(data, ipd, clip) -> None:
+@given(data=st.data(), ipd=st.sampled_from([4, 24]), clip=st.sampled_from(["net", "per-interval", "per-building"]),
+       as_result=st.booleans())
+def test_delivered_response_matches_reference(data, ipd, clip, as_result) -> None:
     nb = data.draw(st.integers(0, 3))
     nd = data.draw(st.integers(1, 5))
     ne = data.draw(st.integers(0, 3))
     elems = st.floats(-1e3, 1e6) | st.just(np.nan)
-    measured = data.draw(hnp.arrays(np.float64, (nb, nd * ipd), elements=elems))
+    shape = (nd * ipd,) if nb == 1 and data.draw(st.booleans()) else (nb, nd * ipd)
+    measured = data.draw(hnp.arrays(np.float64, shape, elements=elems))
     baseline = data.draw(hnp.arrays(np.float64, (nb, ne, ipd), elements=elems))
     day = np.array([data.draw(st.integers(0, nd - 1)) for _ in range(ne)], dtype=np.int64)
     start = np.array([data.draw(st.integers(0, ipd - 1)) for _ in range(ne)], dtype=np.int64)
     stop = np.array([data.draw(st.integers(s + 1, ipd)) for s in start], dtype=np.int64)
-    args = (baseline, measured, ipd, day, start, stop, 24.0 / ipd, clip)
-    for g, w in zip(mv._response_kernel(*args), ref.response(*args), strict=True):
+    events = bl.DrEvents(day, start, stop)
+    if as_result:
+        baseline = bl.Baseline(baseline, np.zeros((nb, ne, 1), dtype=np.int64), np.ones((nb, ne)), "given", "")
+    got = mv.delivered_response(baseline, measured, events, ipd, clip=clip)
+    fields = (got.interval_kw, got.energy_kwh, got.avg_kw, got.fleet_energy_kwh, got.fleet_avg_kw, got.duration_h)
+    for g, w in zip(fields, ref.delivered_response_ref(baseline, measured, events, ipd, clip), strict=True):
         close(g, w)

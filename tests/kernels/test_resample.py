@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_energy import resample_energy_ref, resample_power_ref
 
 from analytics.resample import STANDARD_INTERVALS_NS, resample_energy, resample_power
+from tests.kernels.reference_energy import resample_energy_ref, resample_power_ref
 
 MIN = 60_000_000_000
 T0 = 1_704_038_400_000_000_000  # a whole hour

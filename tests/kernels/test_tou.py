@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference_energy import tou_fractions_ref, tou_split_ref
 
 from analytics.tou import EXAMPLE_TARIFF_SHANGHAI, load_tariff, local_offsets, tou_fractions, tou_split
+from tests.kernels.reference_energy import tou_fractions_ref, tou_split_ref
 
 MIN = 60_000_000_000
 TARIFF = load_tariff(EXAMPLE_TARIFF_SHANGHAI)
