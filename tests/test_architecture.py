@@ -126,7 +126,7 @@ def layer_violations(edges: list[Edge]) -> list[str]:
         top, target = e.importer.split(".")[0], e.imported.split(".")[0]
         if target in FORBIDDEN.get(top, ()):
             out.append(f"{e.importer}:{e.line} imports {e.imported}")
-    return out
+    return sorted(set(out))
 
 
 def private_violations(edges: list[Edge]) -> list[str]:
@@ -158,6 +158,35 @@ def unparented_tasks(root: Path = ROOT) -> list[str]:
                     ("group" not in text.lower() and text != "tg"):
                 out.append(f"{name}:{node.lineno} {text}.{attr}(...)")
     return out
+
+
+def undocumented_catch_alls(root: Path = ROOT) -> list[str]:
+    """``except Exception``/``BaseException``/bare ``except`` without a ``backstop`` comment saying why."""
+    out = []
+    for name, path in source_modules(root).items():
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+            if not isinstance(node, ast.ExceptHandler):
+                continue
+            caught = node.type
+            names = [ast.unparse(e) for e in caught.elts] if isinstance(caught, ast.Tuple) else \
+                [] if caught is None else [ast.unparse(caught)]
+            if caught is not None and not {"Exception", "BaseException"} & set(names):
+                continue
+            around = " ".join(lines[max(0, node.lineno - 4):node.lineno])  # the except line and 3 above
+            if "backstop" not in around:
+                out.append(f"{name}:{node.lineno}")
+    return out
+
+
+def test_catch_alls_are_documented_backstops() -> None:
+    assert undocumented_catch_alls() == []
+
+
+def test_an_undocumented_catch_all_is_found(tmp_path: Path) -> None:
+    root = _tree(tmp_path, {"gateway/m.py": "try:\n    pass\nexcept Exception:\n    pass\n"
+                                            "try:\n    pass\nexcept (OSError, Exception):  # backstop: why\n    pass\n"})
+    assert undocumented_catch_alls(root) == ["gateway.m:3"]
 
 
 def test_drivers_and_analytics_import_nothing_above_them() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +61,12 @@ async def test_failure_after_commit_stops_the_writer_and_reaches_the_block(tmp_p
                 j.register_sink("influx")
                 assert await j.append(sample(sid, 0)) == 1
                 await j._run(lambda: j._db.set_authorizer(deny_page_count))
+                busy = asyncio.get_running_loop().run_in_executor(j._pool, time.sleep, 0.3)
                 futs.update((i, j.append(sample(sid, i))) for i in range(1, 4))
-                await asyncio.sleep(0.015)  # that group is being committed: more queue behind it
+                await asyncio.sleep(0.1)  # their group waits for the journal thread: the next queues behind
                 futs.update((i, j.append(sample(sid, i))) for i in range(4, 7))
                 try:
+                    await busy
                     await asyncio.sleep(30)  # the writer's failure cancels the block
                 except asyncio.CancelledError:
                     with pytest.raises(JournalError, match="journal writer stopped") as late:
@@ -73,11 +76,13 @@ async def test_failure_after_commit_stops_the_writer_and_reaches_the_block(tmp_p
     assert refused, "the block was not cancelled when its writer stopped"
     assert "not authorized" in str(stopped.value) and isinstance(stopped.value.__cause__, sqlite3.Error)
     assert [futs[i].result() for i in (1, 2, 3)] == [2, 3, 4]  # committed before the failure: acknowledged
-    assert assert_acknowledged_means_committed(path, futs) >= 3
+    assert all("journal writer stopped" in str(futs[i].exception()) for i in (4, 5, 6))  # queued behind it
+    assert assert_acknowledged_means_committed(path, futs) == 3
     with pytest.raises(JournalError, match="journal writer stopped"):
         j.append(sample(sid, 100))
+    assert max(rows_on_disk(path)) == 4
     async with Journal(path) as again:  # a restart recovers from the WAL and carries on
-        assert await again.append(sample(sid, 7)) == max(rows_on_disk(path)) + 1
+        assert await again.append(sample(sid, 7)) == 5
 
 
 async def test_close_reraises_the_writer_failure(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ async def test_latest_values_discovery_and_graceful_offline(mosquitto, tmp_path:
             await task
     await wait_for(lambda: watch.get("pedf/s/gateway/status") == b"offline", 10, "offline on stop")
     watch.close()
-    assert sink.stats()["discovery"] == 2
+    assert sink.stats().discovery == 2
 
 
 @pytest.mark.services

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
@@ -71,9 +70,12 @@ async def _run(args: argparse.Namespace) -> None:
     if args.faults_file is not None:
         faults.update(_read_faults(args.faults_file))
     ready = asyncio.Event()
-    watcher = asyncio.create_task(_watch(args.faults_file, base, faults)) if args.faults_file else None
-    task = asyncio.create_task(
-        serve(
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with asyncio.TaskGroup() as group:
+        serving = group.create_task(serve(
             devices,
             speed=args.speed,
             seed=args.seed,
@@ -85,21 +87,20 @@ async def _run(args: argparse.Namespace) -> None:
             duration_s=args.duration,
             totals_path=args.totals,
             ready=ready,
-        )
-    )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    waiter = asyncio.create_task(ready.wait())
-    await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    if ready.is_set():
-        print("ready", flush=True)
-    else:
-        waiter.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    if watcher is not None:
-        watcher.cancel()
+        ), name="serve")
+        helpers = [group.create_task(_announce(ready), name="announce"),
+                   group.create_task(stop.wait(), name="stop")]
+        if args.faults_file is not None:
+            helpers.append(group.create_task(_watch(args.faults_file, base, faults), name="faults"))
+        await asyncio.wait({serving, helpers[1]}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (serving, *helpers):
+            task.cancel()
+
+
+async def _announce(ready: asyncio.Event) -> None:
+    """Tell the parent process the devices listen (it reads this line from our stdout)."""
+    await ready.wait()
+    print("ready", flush=True)
 
 
 def _read_faults(path: Path) -> dict[str, str]:
@@ -131,12 +132,14 @@ async def _watch(path: Path, base: dict[str, str], live: dict[str, str]) -> None
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
+    failed = False
     try:
         asyncio.run(_run(args))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"simulator: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    except* (OSError, ValueError, KeyError, TypeError) as group:
+        for exc in group.exceptions:
+            print(f"simulator: {exc}", file=sys.stderr)
+        failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from drivers.balance import BALANCE_TERMS
 from drivers.modbus import (
     INTEGER_RANGE,
     FieldMap,
@@ -360,24 +361,12 @@ async def _tick(building: _Building, totals_path: Path | None) -> None:
         await asyncio.sleep(0.05)
 
 
-#: balance terms by name, for reports that print them next to what a gateway measured
-BALANCE_NAMES: Final = {
-    "grid import": "e_import_kwh",
-    "grid export": "e_export_kwh",
-    "pv": "e_pv_ac_kwh",
-    "battery charge": "e_charge_kwh",
-    "battery discharge": "e_discharge_kwh",
-    "ac load": "e_load_ac_kwh",
-    "dc load": "e_load_dc_kwh",
-    "losses": "e_losses_kwh",
-}
-
-
 def write_totals(model: BuildingModel, path: Path) -> None:
     """Model totals (kWh per channel since start, ``BuildingModel.totals``), the balance terms by
     name, and the simulated time, written atomically (temp file + rename)."""
     totals: dict[str, object] = dict(model.totals())
-    totals |= {name: totals[key] for name, key in BALANCE_NAMES.items()}
+    totals |= {term.label: totals[term.simulator_total] for term in BALANCE_TERMS}
+    totals["losses"] = totals["e_losses_kwh"]
     totals |= {"simulated_s": model.elapsed_s, "simulated_until": model.t.isoformat()}
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(totals, indent=1), encoding="utf-8")

@@ -13,18 +13,14 @@ Days and months are site-local (DOMAIN.md §7 "Intervals"); intervals are labell
 from __future__ import annotations
 
 import datetime as dt
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from gateway.analysis._channels import BuildingChannels, DeviceReadings, battery_soc, building_channels
-from gateway.analysis._results import Analysis, Record
 from gateway.analysis._kpis import (
     CertificatePool,
-    FactorChoice,
+    FactorSet,
     balance_fields,
     emission_fields,
     envelope_fields,
@@ -32,6 +28,7 @@ from gateway.analysis._kpis import (
     period_label,
     series_key,
 )
+from gateway.analysis._results import Analysis, Record
 from gateway.config import AnalyticsSection, BatterySection, Site
 from gateway.series import Sample
 from gateway.sinks import LineEncoder
@@ -60,7 +57,7 @@ def local_days(start_ns: int, end_ns: int, tz: str) -> list[tuple[str, int, int]
         day = nxt
 
 
-def analyze(site: Site, readings: list[DeviceReadings], start_ns: int, end_ns: int, factors: FactorChoice, *,
+def analyze(site: Site, readings: list[DeviceReadings], start_ns: int, end_ns: int, factors: FactorSet, *,
             section: AnalyticsSection | None = None, interval_ns: int | None = None,
             p_max_kw: float | None = None) -> Analysis:
     """Every table of the report for the period [start_ns, end_ns) (grid aligned to ``start_ns``)."""

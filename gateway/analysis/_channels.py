@@ -1,7 +1,7 @@
 """From device readings to the energy channels of each building, on one interval grid.
 
-Which device and field feed which term of the balance follows the devices' roles and the field
-names of the profiles (drivers/profiles/README.md, "The building balance"):
+Which device and field feed which term of the balance is :data:`drivers.balance.BALANCE_TERMS`
+(the devices' roles and the profiles' field names, drivers/modbus/profiles/README.md):
 
 ==============  =====================  ==========================================
 channel         role                   counter field (first one present)
@@ -33,18 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics import interval_energy
+from analytics.balance import CHANNELS
+from drivers.balance import BALANCE_TERMS, SOC_FIELD
 
-CHANNELS = ("pv", "charge", "discharge", "grid_import", "grid_export", "load_dc", "load_ac")
-CHANNEL_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "grid_import": ("grid_meter", ("e_import_kwh",)),
-    "grid_export": ("grid_meter", ("e_export_kwh",)),
-    "pv": ("pv", ("e_gen_kwh", "e_export_kwh")),
-    "charge": ("dc_bus_converter", ("e_charge_kwh",)),
-    "discharge": ("dc_bus_converter", ("e_discharge_kwh",)),
-    "load_ac": ("ac_load", ("e_import_kwh",)),
-    "load_dc": ("dc_load", ("e_import_kwh",)),
-}
-SOC_FIELD = "soc_pct"
+CHANNEL_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {t.channel: (t.role, t.counter_fields) for t in BALANCE_TERMS}
 #: every field a loader needs to fetch
 NEEDED_FIELDS = tuple(sorted({f for _, fs in CHANNEL_SOURCES.values() for f in fs} | {SOC_FIELD}))
 SNAP_TOLERANCE = 0.1  # DOMAIN.md §7 "Clock jitter" default

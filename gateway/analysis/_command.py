@@ -41,12 +41,8 @@ async def load_readings(site: Site, source: str, start_ns: int, end_ns: int, *, 
         path = Path(journal_path or site.config.journal.path)
         if not path.is_file():
             raise AnalysisInputError(f"no journal at {path}")
-        journal = Journal(path)
-        await journal.open()
-        try:
+        async with Journal(path) as journal:
             return await loaders.load_journal(journal, site, start_ns, end_ns)
-        finally:
-            await journal.close()
     if kind in ("csv", "parquet"):
         if not path:
             raise AnalysisInputError(f"--source {kind}:PATH needs a path")

@@ -25,6 +25,7 @@ import numpy as np
 from analytics import BatterySpec, GridFactor, battery_envelope, energy_balance, grid_factor, scope2
 from gateway.analysis._channels import BuildingChannels
 from gateway.config import AnalyticsSection, BatterySection, factor_region
+from gateway.errors import AnalysisInputError
 from gateway.series import SeriesKey
 
 NS_PER_HOUR = 3_600 * 10**9
@@ -33,7 +34,7 @@ EMISSION_AMOUNTS = ("grid_import_kwh", "scope2_location_kg", "scope2_market_kg",
 
 
 @dataclass(frozen=True)
-class FactorChoice:
+class FactorSet:
     """The factors every emissions result was computed with."""
 
     location: dict[str, GridFactor]  # building → grid average factor of its region
@@ -47,7 +48,7 @@ class FactorChoice:
 
 
 def factor_choice(site, section: AnalyticsSection | None, *, regime: str | None = None, year: int | None = None,
-                  residual: str | None = None) -> FactorChoice:
+                  residual: str | None = None) -> FactorSet:
     """Factors from the site's ``analytics:`` section, or from the command line (which wins).
 
     Without the section, ``regime`` and ``year`` are required (no default factor, DOMAIN.md §2); the
@@ -58,23 +59,26 @@ def factor_choice(site, section: AnalyticsSection | None, *, regime: str | None 
     regime = regime or (em.regime if em else None)
     year = year or (em.data_year if em else None)
     if regime is None or year is None:
-        raise ValueError("no emission factor chosen: give --regime and --year, or an analytics: section")
+        raise AnalysisInputError("no emission factor chosen: give --regime and --year, or an analytics: section")
     files = None
     if em and em.factor_files:
         from analytics.factors import BUNDLED_FACTOR_FILES
 
         files = (*BUNDLED_FACTOR_FILES, *em.factor_files)
     parks = {p.name: p for p in site.config.parks}
-    location = {b.name: grid_factor(regime, factor_region(b.grid_region or parks[b.park].grid_region), year,
-                                    paths=files) for b in site.config.buildings}
-    if residual is not None:
-        r_regime, r_region, r_year = residual.split("/")
-        res = grid_factor(r_regime, r_region, int(r_year), paths=files)
-    elif em is not None:
-        res = grid_factor(em.residual.regime, em.residual.region, em.residual.data_year, paths=files)
-    else:
-        res = grid_factor("mee_nbs_excl_market_nonfossil", "national", year)
-    return FactorChoice(location, res, dict(em.certificates_mwh) if em else {}, em.matching if em else "monthly")
+    try:
+        location = {b.name: grid_factor(regime, factor_region(b.grid_region or parks[b.park].grid_region), year,
+                                        paths=files) for b in site.config.buildings}
+        if residual is not None:
+            r_regime, r_region, r_year = residual.split("/")
+            res = grid_factor(r_regime, r_region, int(r_year), paths=files)
+        elif em is not None:
+            res = grid_factor(em.residual.regime, em.residual.region, em.residual.data_year, paths=files)
+        else:
+            res = grid_factor("mee_nbs_excl_market_nonfossil", "national", year)
+    except (KeyError, ValueError) as exc:  # analytics' factor lookup: unknown factor, residual not R/R/Y
+        raise AnalysisInputError(f"emission factors: {exc}") from exc
+    return FactorSet(location, res, dict(em.certificates_mwh) if em else {}, em.matching if em else "monthly")
 
 
 def battery_spec(b: BatterySection) -> BatterySpec:
@@ -131,7 +135,7 @@ def balance_fields(ch: BuildingChannels, sel: slice, floor_area_m2: float | None
 class CertificatePool:
     """What is left of the certificates [kWh] of each month (or of the period when pooled)."""
 
-    choice: FactorChoice
+    choice: FactorSet
     building: str
     used_kwh: dict[str, float] = field(default_factory=dict)
 
@@ -149,7 +153,7 @@ def local_month(ts_ns: int, tz: str) -> str:
     return dt.datetime.fromtimestamp(ts_ns / 1e9, ZoneInfo(tz)).strftime("%Y-%m")
 
 
-def emission_fields(ch: BuildingChannels, sel: slice, choice: FactorChoice, pool: CertificatePool,
+def emission_fields(ch: BuildingChannels, sel: slice, choice: FactorSet, pool: CertificatePool,
                     tz: str) -> dict[str, float]:
     """``emissions`` fields of the intervals ``sel`` (all in one site-local month), using up certificates."""
     ts = ch.ts_ns[sel]

@@ -25,6 +25,7 @@ import numpy as np
 
 from gateway.analysis._channels import NEEDED_FIELDS, DeviceReadings, merge_readings
 from gateway.config import Device, Site
+from gateway.errors import AnalysisInputError
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -122,7 +123,7 @@ def load_table(path: str | Path, site: Site, start_ns: int, end_ns: int) -> list
     names = set(table.column_names)
     for needed in ("ts", "device"):
         if needed not in names:
-            raise ValueError(f"{path}: column {needed!r} is missing (columns: {sorted(names)})")
+            raise AnalysisInputError(f"{path}: column {needed!r} is missing (columns: {sorted(names)})")
     ts = _ts_column(table.column("ts"))
     keep = (ts >= start_ns) & (ts < end_ns)
     device_col = np.array(table.column("device").to_pylist(), dtype=object)
@@ -143,7 +144,7 @@ def load_table(path: str | Path, site: Site, start_ns: int, end_ns: int) -> list
         building = building_col[first] if building_col is not None else (known.building if known else None)
         role = role_col[first] if role_col is not None else (known.section.role if known else None)
         if not building or not role:
-            raise ValueError(f"{path}: device {name!r} is not in the site file: give building and role columns")
+            raise AnalysisInputError(f"{path}: device {name!r} is not in the site file: give building and role columns")
         if long:
             fields = {}
             for f in sorted(set(field_col[rows]) & set(NEEDED_FIELDS)):
@@ -194,7 +195,7 @@ async def load_influx(source: InfluxSource, site: Site, start_ns: int, end_ns: i
             params = {"db": source.database, "q": q, "epoch": "ns", "chunked": "true", "chunk_size": "10000"}
             async with http.get(source.url.rstrip("/") + "/query", params=params) as resp:
                 if resp.status != 200:
-                    raise RuntimeError(f"InfluxQL query failed: HTTP {resp.status}: {(await resp.text())[:500]}")
+                    raise AnalysisInputError(f"InfluxQL query failed: HTTP {resp.status}: {(await resp.text())[:500]}")
                 async for raw in resp.content:
                     if raw.strip():
                         points += _collect(json.loads(raw), devices, out)
@@ -207,7 +208,7 @@ def _collect(message: dict, devices: dict[str, Device], out: list[DeviceReadings
     n = 0
     for result in message.get("results", []):
         if "error" in result:
-            raise RuntimeError(f"InfluxQL error: {result['error']}")
+            raise AnalysisInputError(f"InfluxQL error: {result['error']}")
         for series in result.get("series", []):
             tags = series.get("tags") or {}
             if not tags.get("device") or not tags.get("role"):

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from gateway.analysis._results import Analysis, output_paths
 from gateway.analysis._kpis import horizon_label
+from gateway.analysis._results import Analysis, output_paths
 
 DAILY_COLUMNS = ["building", "day", "pv_kwh", "grid_import_kwh", "grid_export_kwh", "charge_kwh", "discharge_kwh",
                  "load_ac_kwh", "load_dc_kwh", "load_kwh", "losses_kwh", "self_consumption_ratio",

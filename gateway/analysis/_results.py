@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.analysis._channels import BuildingChannels
-from gateway.analysis._kpis import FactorChoice
+from gateway.analysis._kpis import FactorSet
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Analysis:
     start_ns: int
     end_ns: int
     interval_ns: int
-    factors: FactorChoice
+    factors: FactorSet
     channels: dict[str, BuildingChannels]
     daily: list[dict] = field(default_factory=list)  # one row per building and local day
     monthly_emissions: list[dict] = field(default_factory=list)

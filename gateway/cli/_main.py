@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, PedfError
 from gateway.logs import setup_logging
 
 
@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         loop.add_signal_handler(signal.SIGINT, request_stop)
         loop.add_signal_handler(signal.SIGTERM, request_stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(gateway.reload()))
+        loop.add_signal_handler(signal.SIGHUP, gateway.request_reload)
         loop.add_signal_handler(signal.SIGUSR1, dump_tasks)
         def ready() -> None:
             tune_gc()
@@ -106,9 +106,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
-    from gateway.service import render_status
+    from gateway.service import GatewayStatus, render_status
 
-    print(render_status(st))
+    print(render_status(GatewayStatus.from_json(st)))
     return 0
 
 
@@ -124,13 +124,9 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     path = args.journal or _load(args.site).config.journal.path
 
     async def main() -> None:
-        journal = Journal(path)
-        await journal.open()
-        try:
+        async with Journal(path) as journal:
             rows = await journal.dead_letters(args.sink, limit=args.limit)
             payloads = [] if args.sink else await journal.payload_dead_letters(limit=args.limit)
-        finally:
-            await journal.close()
         for row in rows:
             print(row)
         print(f"{len(rows)} dead-lettered line(s)")
@@ -173,7 +169,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             regime=args.regime, year=args.year, residual=args.residual, write_influx=args.write_influx,
             journal_path=args.journal, influx_url=args.influx_url, influx_db=args.influx_db,
             interval_s=args.interval_s, p_max_kw=args.p_max_kw))
-    except (ValueError, KeyError, OSError, RuntimeError) as exc:
+    except (PedfError, OSError, ValueError) as exc:  # ValueError: the analytics kernels refused their input
         print(f"pedf analyze: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -29,8 +29,9 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from gateway.config._strict import Strict
 from gateway.errors import ConfigProblem
 
 #: site-file grid regions → region names of the bundled MEE/NBS factor files (analytics/data)
@@ -38,27 +39,25 @@ FACTOR_REGION = {"east_china": "east"}
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class FactorRef(Strict):
+    """Which factor of a factor set: regime, region, data year (a row of analytics/data)."""
 
-
-class FactorChoice(_Strict):
     regime: str
     region: str
     data_year: int = Field(ge=2000, le=2100)
 
 
-class EmissionsSection(_Strict):
+class EmissionsSection(Strict):
     regime: str = Field(description="location-based factor regime, e.g. mee_nbs_grid_average")
     data_year: int = Field(ge=2000, le=2100)
-    residual: FactorChoice = Field(description="residual factor for market-based Scope 2 (DOMAIN.md §3)")
+    residual: FactorRef = Field(description="residual factor for market-based Scope 2 (DOMAIN.md §3)")
     certificates_mwh: dict[str, dict[str, float]] = Field(
         default_factory=dict, description="building → {YYYY-MM: GEC MWh retired for that month}")
     matching: Literal["monthly", "pooled"] = "monthly"
     factor_files: list[str] = Field(default_factory=list, description="extra factor CSVs beside the bundled ones")
 
 
-class BatterySection(_Strict):
+class BatterySection(Strict):
     """Parameters of :class:`analytics.BatterySpec` for one battery device (same defaults)."""
 
     energy_kwh: float = Field(gt=0)
@@ -70,7 +69,7 @@ class BatterySection(_Strict):
     soc_max_pct: float = Field(default=100.0, ge=0, le=100)
 
 
-class AnalyticsSection(_Strict):
+class AnalyticsSection(Strict):
     interval_min: float = Field(default=15.0, gt=0, le=1440)
     interval_s: float | None = Field(default=None, ge=1, le=86400, description="overrides interval_min")
     emissions: EmissionsSection

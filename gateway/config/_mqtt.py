@@ -10,27 +10,24 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from drivers.mqtt import TopicTemplateError, parse_path, parse_template
+from gateway.config._strict import Strict
 from gateway.errors import ConfigProblem
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 FIELD = r"^[a-z][a-z0-9_]*$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class MqttTls(_Strict):
+class MqttTls(Strict):
     ca_file: str
     cert_file: str | None = None  # client certificate (mutual TLS)
     key_file: str | None = None
     server_hostname_check: bool = True
 
 
-class MqttBroker(_Strict):
+class MqttBroker(Strict):
     host: str
     port: int | None = Field(default=None, ge=1, le=65535)  # 1883, or 8883 with tls
     tls: MqttTls | None = None
@@ -46,19 +43,19 @@ class MqttBroker(_Strict):
         return f"{self.host}:{self.effective_port}"
 
 
-class FieldSpec(_Strict):
+class FieldSpec(Strict):
     path: str
     scale: float = 1.0
     offset: float = 0.0
     unit: str | None = None
 
 
-class TimestampSection(_Strict):
+class TimestampSection(Strict):
     path: str
     format: Literal["auto", "iso8601", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns"] = "auto"
 
 
-class Subscription(_Strict):
+class Subscription(Strict):
     topic: str  # template: {name} levels become tags, + and # allowed
     qos: Literal[0, 1] = 1  # not 2: paho sends PUBREC on receipt, before our commit (docs/mqtt.md)
     decoder: Literal["json", "number", "tasmota", "shelly", "kv"]
@@ -76,7 +73,7 @@ class Subscription(_Strict):
         return {k: FieldSpec(path=v) if isinstance(v, str) else v for k, v in self.fields.items()}
 
 
-class MqttPublish(_Strict):
+class MqttPublish(Strict):
     """Re-publish the latest values per device (retained) and the gateway's status with a last will."""
 
     enabled: bool = True
@@ -89,7 +86,7 @@ class MqttPublish(_Strict):
     discovery_prefix: str = "homeassistant"
 
 
-class MqttSection(_Strict):
+class MqttSection(Strict):
     brokers: list[MqttBroker] = Field(default_factory=list)  # tried in order on reconnect
     client_id: str = Field(default="pedf-gateway", min_length=1, max_length=64)
     protocol: Literal["5", "3.1.1"] = "5"

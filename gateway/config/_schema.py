@@ -11,24 +11,19 @@ from __future__ import annotations
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 
+from drivers.balance import DeviceRole
 from drivers.modbus import Point
 from gateway.config._analytics import AnalyticsSection
 from gateway.config._mqtt import MqttSection
+from gateway.config._strict import Strict
 from gateway.config._yaml import Loc, YamlDocument
 from gateway.errors import ConfigProblem
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-DeviceRole = Literal[
-    "grid_meter", "pv", "battery", "dc_bus_converter", "grid_converter", "ac_load", "dc_load", "sub_meter"
-]
 GridRegion = Literal["north", "northeast", "east_china", "central", "northwest", "south", "southwest", "national"]
 SECRET_FIELDS = frozenset({"password", "token"})
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class SiteSection(Strict):

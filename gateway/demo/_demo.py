@@ -21,20 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from drivers.balance import BALANCE_TERMS
 from gateway.config import InfluxV1Sink, Site, load_yaml, resolve_site
 from gateway.demo._mqtt_demo import SubMeterPublisher, demo_mqtt_section, embedded_broker, mqtt_summary
-from gateway.service import Gateway
-
-#: (role, field) pairs whose counter increase over the day is one term of the energy balance
-BALANCE_TERMS: dict[str, list[tuple[str, str]]] = {
-    "grid import": [("grid_meter", "e_import_kwh")],
-    "grid export": [("grid_meter", "e_export_kwh")],
-    "pv": [("pv", "e_gen_kwh")],
-    "battery charge": [("dc_bus_converter", "e_charge_kwh")],
-    "battery discharge": [("dc_bus_converter", "e_discharge_kwh")],
-    "ac load": [("ac_load", "e_import_kwh")],
-    "dc load": [("dc_load", "e_import_kwh")],
-}
+from gateway.service import Gateway, GatewayStatus
 
 
 def free_port() -> int:
@@ -91,11 +81,11 @@ async def start_simulator(
     return proc
 
 
-def _live_line(st: dict) -> str:
-    backlog = sum(s.get("backlog_rows", 0) for s in st["journal"].get("sinks", {}).values())
+def _live_line(st: GatewayStatus) -> str:
+    backlog = sum(s.backlog_rows for s in st.journal.sinks.values())
     return (
-        f"devices {st['devices_up']}/{st['devices_total']} up | {st['samples_per_s']:8.1f} samples/s | "
-        f"{st['samples']:7d} samples | journal {st['journal'].get('rows', 0)} rows | sink backlog {backlog}"
+        f"devices {st.devices_up}/{st.devices_total} up | {st.samples_per_s:8.1f} samples/s | "
+        f"{st.samples:7d} samples | journal {st.journal.rows} rows | sink backlog {backlog}"
     )
 
 
@@ -133,34 +123,33 @@ async def run_demo(
     stop = asyncio.Event()
     publisher_stop = asyncio.Event()
     publisher = SubMeterPublisher(mqtt_port, speed) if embedded else None
-    publishing = None
     tty = sys.stdout.isatty()
     try:
-        runner = asyncio.create_task(gateway.run(stop))
-        await gateway.ready.wait()
-        if publisher is not None:
-            await _mqtt_subscribed(gateway)  # the sub-meters' first message must find the subscription
-            publishing = asyncio.create_task(publisher.run(publisher_stop))
-        start = time.monotonic()
-        last_print = 0.0
-        while (elapsed := time.monotonic() - start) < duration_s:
-            await asyncio.sleep(0.5)
-            if runner.done():
-                break
-            if tty or elapsed - last_print >= 10:
-                line = _live_line(gateway.status())
-                print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
-                last_print = elapsed
-        if tty:
-            print()
-        publisher_stop.set()
-        if publishing is not None and publisher is not None:
-            await publishing
-            await _mqtt_settled(gateway, publisher.published)
-        stop.set()
-        await runner
+        async with asyncio.TaskGroup() as group:
+            running = group.create_task(gateway.run(stop), name="gateway")
+            await gateway.ready.wait()
+            publishing = None
+            if publisher is not None:
+                await _mqtt_subscribed(gateway)  # the sub-meters' first message must find the subscription
+                publishing = group.create_task(publisher.run(publisher_stop), name="mqtt sub-meters")
+            start = time.monotonic()
+            last_print = 0.0
+            while (elapsed := time.monotonic() - start) < duration_s and not running.done():
+                await asyncio.sleep(0.5)
+                if tty or elapsed - last_print >= 10:
+                    line = _live_line(gateway.status())
+                    print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+                    last_print = elapsed
+            if tty:
+                print()
+            publisher_stop.set()
+            if publishing is not None and publisher is not None:
+                await publishing
+                await _mqtt_settled(gateway, publisher.published)
+            stop.set()
     finally:
         publisher_stop.set()
+        stop.set()
         if sim.returncode is None:
             sim.terminate()
             await sim.wait()
@@ -184,33 +173,31 @@ def _counter_increase(ts_ns: np.ndarray, counter_kwh: np.ndarray, wrap_kwh: floa
 
 
 async def _mqtt_subscribed(gateway: Gateway, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ingests = [i for i in gateway.status().get("mqtt", {}).values() if "connection" in i]
-        if ingests and all(i["connection"].get("subscribed") for i in ingests):
-            return
-        await asyncio.sleep(0.02)
-    raise RuntimeError("the gateway did not subscribe to the embedded broker in time")
+    async with asyncio.timeout(timeout_s):
+        while True:
+            ingest = gateway.status().mqtt.ingest
+            if ingest is not None and ingest.connection is not None and ingest.connection.subscribed:
+                return
+            await asyncio.sleep(0.02)
 
 
 async def _mqtt_settled(gateway: Gateway, published: int, timeout_s: float = 5.0) -> None:
     """Wait until every message the sub-meters published is committed (or dead-lettered)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        ingests = gateway.status().get("mqtt", {}).values()
-        if sum(i.get("committed", 0) + i.get("dead_lettered", 0) for i in ingests) >= published:
-            return
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while True:
+                ingest = gateway.status().mqtt.ingest
+                if ingest is None or ingest.committed + ingest.dead_lettered >= published:
+                    return
+                await asyncio.sleep(0.05)
 
 
 async def summarize(site: Site, journal_path: Path, totals_path: Path, gateway: Gateway, speed: float) -> int:
     from gateway.journal import Journal
 
-    journal = Journal(journal_path)
-    await journal.open()
-    try:
+    async with Journal(journal_path) as journal:
         print("\nstored samples per device:")
-        counter_energy: dict[tuple[str, str], float] = {}
+        counter_energy: dict[tuple[str, str], float] = {}  # (device, field) → increase [kWh]
         stored = 0
         for device in site.devices:
             sid = await journal.series_id(device.series_key(site.name))
@@ -221,18 +208,20 @@ async def summarize(site: Site, journal_path: Path, totals_path: Path, gateway: 
             for point in device.points:
                 if point.counter and point.name in key.fields and len(ts) >= 2:
                     column = np.ascontiguousarray(values[:, key.fields.index(point.name)])
-                    counter_energy[(device.section.role, point.name)] = _counter_increase(
+                    counter_energy[(device.name, point.name)] = _counter_increase(
                         ts, column, point.counter_wrap(device.section.pt_ratio, device.section.ct_ratio) or 0.0, speed
                     )
-    finally:
-        await journal.close()
     totals = json.loads(totals_path.read_text()) if totals_path.exists() else {}
     print("\nenergy balance of the simulated period (kWh): journal counters via analytics | simulator's own totals")
     measured: dict[str, float] = {}
-    for term, sources in BALANCE_TERMS.items():
-        value = sum(counter_energy.get(src, 0.0) for src in sources)
-        measured[term] = value
-        print(f"  {term:<18} {value:12.3f} | {totals.get(term, float('nan')):12.3f}")
+    for term in BALANCE_TERMS:
+        value = 0.0
+        for device in site.devices:
+            if device.section.role == term.role:
+                field = next((f for f in term.counter_fields if (device.name, f) in counter_energy), None)
+                value += counter_energy[(device.name, field)] if field else 0.0
+        measured[term.label] = value
+        print(f"  {term.label:<18} {value:12.3f} | {totals.get(term.label, float('nan')):12.3f}")
     supply = measured["pv"] + measured["grid import"] + measured["battery discharge"]
     demand = measured["ac load"] + measured["dc load"] + measured["grid export"] + measured["battery charge"]
     print(
@@ -240,9 +229,9 @@ async def summarize(site: Site, journal_path: Path, totals_path: Path, gateway: 
         "   (losses = PV + import + discharge − load − export − charge)"
     )
     st = gateway.status()
-    ok = stored > 0 and st["commit_failures"] == 0
+    ok = stored > 0 and st.commit_failures == 0
     print(
-        f"\n{stored} samples stored, {st['overruns']} overruns, {st['commit_failures']} commit failures — "
+        f"\n{stored} samples stored, {st.overruns} overruns, {st.commit_failures} commit failures — "
         f"{'OK' if ok else 'FAILED'}"
     )
     return 0 if ok else 1

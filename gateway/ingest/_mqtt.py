@@ -17,6 +17,7 @@ flag, MQTT 5.0 §3.3.1.1) within the window reuses that time, so it overwrites t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -29,13 +30,33 @@ from typing import Any
 import numpy as np
 
 import drivers.mqtt as dec
-from drivers.mqtt import BrokerEndpoint, InboundMessage, MqttSource, TopicTemplate, parse_template
-from gateway.config import MqttBroker, MqttSection, Subscription
+from drivers.mqtt import BrokerEndpoint, InboundMessage, MqttSource, SourceStats, TopicTemplate, parse_template
+from gateway.config import MqttBroker, MqttSection, Site, Subscription
 from gateway.errors import JournalError
 from gateway.journal import Journal
 from gateway.series import Sample, SeriesKey
 
 log = logging.getLogger("pedf.mqtt")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStats:
+    received: int
+    qos0: int
+    qos1: int
+    samples: int
+    committed: int
+    acked: int
+    dead_lettered: int
+    ignored: int
+    field_problems: int
+    redelivered: int
+    arrival_reused: int
+    dropped_qos0: int
+    commit_failures: int
+    outstanding: int  # received, not yet acknowledged
+    rejected_by_topic: dict[str, int]  # the 20 topics with most dead letters
+    connection: SourceStats | None
 _MAX_TOPICS = 100_000  # topic → route cache entries, and per-topic reject counters, before reset
 
 
@@ -169,7 +190,7 @@ class MqttIngest:
                 run.append(msg)
             except JournalError:
                 raise
-            except Exception as exc:  # a decoder bug must not stall the subscription
+            except Exception as exc:  # backstop: a decoder bug dead-letters the message, never stalls the rest
                 dead.append((msg, msg.topic.decode("utf-8", "backslashreplace"),
                              f"internal error: {type(exc).__name__}: {exc}"[:500]))
         self._hang_acks(run, last, ack)
@@ -252,14 +273,11 @@ class MqttIngest:
                 log.warning("MQTT payload rejected: %s", reason, extra={"fields": {"topic": topic}})
 
     # -- observing -----------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = dict(self.counters)
-        out["outstanding"] = self._outstanding
+    def stats(self) -> IngestStats:
         top = sorted(self.rejected_by_topic.items(), key=lambda kv: -kv[1])[:20]
-        out["rejected_by_topic"] = dict(top)
-        if self.source is not None:
-            out["connection"] = vars(self.source.stats).copy()
-        return out
+        connection = None if self.source is None else dataclasses.replace(self.source.stats)
+        return IngestStats(**self.counters, outstanding=self._outstanding, rejected_by_topic=dict(top),
+                           connection=connection)
 
 
 def _utf8(topic: bytes) -> bool:
@@ -270,20 +288,9 @@ def _utf8(topic: bytes) -> bool:
     return True
 
 
-def start_mqtt(group: Any, site: Any, journal: Journal) -> tuple[list[Any], dict[str, Any]]:
-    """Start the site's MQTT ingest and publish sink in ``group``; returns (tasks, components by name)."""
-    section: MqttSection | None = site.config.mqtt
-    if section is None:
-        return [], {}
-    components: dict[str, Any] = {}
-    if section.subscriptions:
-        components["mqtt"] = MqttIngest(section, journal, site.name, site.config.site.timezone)
-    pub = section.publish
-    if pub is not None and pub.enabled and (pub.broker or section.brokers):
-        from gateway.sinks import MqttSink
-
-        components["mqtt_publish"] = MqttSink(pub, pub.broker or section.brokers[0],
-                                              pub.client_id or f"{section.client_id}-pub", journal, site.name,
-                                              mqtt5=section.protocol == "5", reconnect_max_s=section.reconnect_max_s)
-    tasks = [group.create_task(c.run(), name=name) for name, c in components.items()]
-    return tasks, components
+def mqtt_ingest(site: Site, journal: Journal) -> MqttIngest | None:
+    """The site's MQTT ingest, if its ``mqtt:`` section subscribes to anything."""
+    section = site.config.mqtt
+    if section is None or not section.subscriptions:
+        return None
+    return MqttIngest(section, journal, site.name, site.config.site.timezone)

@@ -1,16 +1,26 @@
-"""TODO docstring."""
+"""The running service: the gateway (pollers → deadband → journal → deliveries), devices grouped by
+physical line, the typed status and its text, and the local HTTP API.
+
+What other packages may use is named here; the ``_`` modules are private.
+Imports: every other part of :mod:`gateway` except the CLI and the demo, and :mod:`drivers`.
+"""
 
 from __future__ import annotations
 
 from gateway.service._deadband import DeadbandFilter
-from gateway.service._gateway import Gateway, line_key, make_writer, tune_gc
-from gateway.service._status_view import render_status
+from gateway.service._gateway import Gateway, GatewayCounters, tune_gc
+from gateway.service._lines import device_spec, line_groups, line_key
+from gateway.service._status import GatewayStatus, MqttStatus, render_status
 
 __all__ = [
     "DeadbandFilter",
     "Gateway",
+    "GatewayCounters",
+    "GatewayStatus",
+    "MqttStatus",
+    "device_spec",
+    "line_groups",
     "line_key",
-    "make_writer",
     "render_status",
     "tune_gc",
 ]

@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
-
-if TYPE_CHECKING:
-    from gateway.service._gateway import Gateway
 
 
 def _flatten(prefix: str, value: Any, labels: str, out: list[str]) -> None:
@@ -34,26 +33,32 @@ def metrics_text(status: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-async def start_api(gateway: Gateway, host: str, port: int) -> tuple[web.AppRunner, int]:
+async def serve_api(status: Callable[[], dict[str, Any]], host: str, port: int, bound: asyncio.Future[int]) -> None:
+    """Serve until cancelled; ``bound`` gets the port once listening.  The runner is cleaned up in
+    ``finally``, whatever ends the task."""
+
     async def health(_: web.Request) -> web.Response:
-        st = gateway.status()
+        st = status()
         healthy = st["devices_up"] > 0 or st["devices_total"] == 0
         return web.json_response({"healthy": healthy, "devices_up": st["devices_up"]}, status=200 if healthy else 503)
 
-    async def status(_: web.Request) -> web.Response:
-        return web.json_response(gateway.status())
+    async def status_doc(_: web.Request) -> web.Response:
+        return web.json_response(status())
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=metrics_text(gateway.status()), content_type="text/plain")
+        return web.Response(text=metrics_text(status()), content_type="text/plain")
 
     app = web.Application()
     app.router.add_get("/health", health)
-    app.router.add_get("/status", status)
+    app.router.add_get("/status", status_doc)
     app.router.add_get("/metrics", metrics)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-    bound = sockets[0].getsockname()[1] if sockets else port
-    return runner, bound
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        bound.set_result(sockets[0].getsockname()[1] if sockets else port)
+        await asyncio.Event().wait()  # until cancelled
+    finally:
+        await runner.cleanup()

@@ -1,9 +1,11 @@
 """The running gateway: Modbus pollers → deadband filter → journal (group commit) → sink deliveries.
 
-Structured concurrency (STYLE.md, trio/anyio): one TaskGroup holds the pollers (one per physical
-line group), the deliveries, the status API and the reload watcher; stopping cancels the pollers
-first, waits for the journal to commit what was polled, gives each sink a short final flush and
-closes.  SIGHUP reloads the site file: line groups whose devices changed restart, the others keep
+Structured concurrency (STYLE.md, trio/anyio): the journal owns its writer task, and one TaskGroup
+inside it holds the pollers (one per physical line group), the deliveries, the MQTT ingest, the
+status API and the reload task; stopping cancels the pollers and sources first, waits for the
+journal to commit what was polled, gives each sink a short final flush and closes.  SIGHUPs are
+queued and the reload task takes them one at a time, so two in quick succession never race.
+A reload re-reads the site file: line groups whose devices changed restart, the others keep
 polling, the journal is untouched; a broken file is refused and the running configuration stays.
 """
 
@@ -11,24 +13,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from drivers.modbus import ModbusDeviceSpec, ModbusPoller, SerialLink, TcpLink
-from gateway.config import Device, InfluxV1Sink, InfluxV2Sink, SerialConnection, Site, load_site
+from drivers.modbus import DeviceStats, ModbusPoller
+from gateway.config import Device, InfluxV1Sink, InfluxV2Sink, Site, load_site
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 from gateway.series import Sample
 from gateway.service._deadband import DeadbandFilter
+from gateway.service._lines import device_spec, line_groups
+from gateway.service._status import GatewayStatus, MqttStatus
 from gateway.sinks import Delivery, LineEncoder, make_writer
+
+if TYPE_CHECKING:  # loaded only for a site with an mqtt: section
+    from gateway.ingest import MqttIngest
+    from gateway.sinks import MqttSink
 
 log = logging.getLogger("pedf.gateway")
 
@@ -77,7 +84,10 @@ class Gateway:
         self.counters = GatewayCounters()
         self.pollers: dict[str, ModbusPoller] = {}
         self.deliveries: dict[str, Delivery] = {}
-        self.mqtt: dict[str, Any] = {}  # MQTT ingest / publish components by name, when the site has mqtt:
+        self.mqtt_ingest: MqttIngest | None = None  # when the site has an mqtt: section
+        self.mqtt_publish: MqttSink | None = None
+        self._reloads: asyncio.Queue[str | Path | None] = asyncio.Queue()
+        self._drained = asyncio.Event()
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
         self._series: dict[str, int] = {}
         self._filters: dict[str, DeadbandFilter] = {}
@@ -97,13 +107,19 @@ class Gateway:
             return
         self._overrun_logged = False
         values = self._filters[device].apply(ts_ns, values)
-        future = self.journal.append(Sample(self._series[device], ts_ns, values, texts))
+        try:
+            future = self.journal.append(Sample(self._series[device], ts_ns, values, texts))
+        except JournalError:  # the writer stopped: the journal's owner (run) fails and stops the gateway
+            self.counters.commit_failures += 1
+            return
         self._pending += 1
         self.counters.samples += 1
         future.add_done_callback(self._committed)
 
     def _committed(self, future: asyncio.Future[int]) -> None:
         self._pending -= 1
+        if self._pending == 0:
+            self._drained.set()
         if future.cancelled():
             return
         exc = future.exception()
@@ -151,93 +167,99 @@ class Gateway:
         log.info("site file reloaded", extra={"fields": {"devices": len(new_site.devices)}})
         return True
 
+    def request_reload(self, path: str | Path | None = None) -> None:
+        """Queue a reload (SIGHUP): the reload task runs them one at a time, in order."""
+        self._reloads.put_nowait(path)
+
+    async def _reload_loop(self) -> None:
+        while True:
+            path = await self._reloads.get()
+            await self.reload(path)
+
     # -- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
-        await self.journal.open()
-        try:
+        """Poll, journal and deliver until ``stop`` is set.  The journal owns its writer task: if the
+        writer dies, the error propagates out of here (after every task has been cancelled)."""
+        async with self.journal:
             await self._register(self.site.devices)
             encoder = LineEncoder(self.journal.series)
             for sink in self.sinks:
                 self.journal.register_sink(sink.name)
-                self.deliveries[sink.name] = Delivery(
-                    sink.name,
-                    self.journal,
-                    make_writer(sink),
-                    encoder,
-                    batch_lines=sink.batch_lines,
-                    max_age_s=sink.max_age_s,
-                )
+                self.deliveries[sink.name] = Delivery(sink.name, self.journal, make_writer(sink), encoder,
+                                                      batch_lines=sink.batch_lines, max_age_s=sink.max_age_s)
+            if self.site.config.mqtt is not None:  # paho and aiomqtt are loaded only for a site that uses MQTT
+                from gateway.ingest import mqtt_ingest
+                from gateway.sinks import mqtt_publisher
+
+                self.mqtt_ingest = mqtt_ingest(self.site, self.journal)
+                self.mqtt_publish = mqtt_publisher(self.site, self.journal)
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 for key, devices in line_groups(self.site).items():
                     self._start_poller(key, devices)
-                delivery_tasks = [group.create_task(d.run(), name=f"sink {n}") for n, d in self.deliveries.items()]
+                sink_tasks = [group.create_task(d.run(), name=f"sink {n}") for n, d in self.deliveries.items()]
+                if self.mqtt_publish is not None:
+                    sink_tasks.append(group.create_task(self.mqtt_publish.run(), name="sink mqtt_publish"))
+                source_tasks = [group.create_task(self._reload_loop(), name="reload")]
+                if self.mqtt_ingest is not None:
+                    source_tasks.append(group.create_task(self.mqtt_ingest.run(), name="mqtt ingest"))
                 if self.site.config.analytics is not None:
                     from gateway.analysis import LiveAnalytics
 
                     # returns once stop is set, so the group can close
                     group.create_task(LiveAnalytics(self.site, self.journal).run(stop), name="live analytics")
-                mqtt_tasks: list[asyncio.Task[Any]] = []
-                if self.site.config.mqtt is not None:  # paho is loaded only for a site that uses MQTT
-                    from gateway.ingest import start_mqtt
-
-                    mqtt_tasks, self.mqtt = start_mqtt(group, self.site, self.journal)
-                api_runner = None
                 if self.api_enabled:
-                    from gateway.service._api import start_api
+                    from gateway.service._api import serve_api
 
-                    api_runner, self.api_port = await start_api(
-                        self, self.site.config.api.host, self.site.config.api.port
-                    )
+                    api_ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                    source_tasks.append(group.create_task(
+                        serve_api(self.status_json, self.site.config.api.host, self.site.config.api.port, api_ready),
+                        name="api"))
+                    self.api_port = await api_ready
                 self.ready.set()
                 if on_ready:
                     on_ready()
                 await stop.wait()
                 log.info("stopping: polling stops, the journal commits, sinks flush")
-                for task in self._poll_tasks.values():
-                    task.cancel()
-                for task in mqtt_tasks:
+                for task in [*self._poll_tasks.values(), *source_tasks]:
                     task.cancel()
                 await self._drain_journal()
-                for task in delivery_tasks:
+                for task in sink_tasks:
                     task.cancel()
-                if api_runner is not None:
-                    await api_runner.cleanup()
-        finally:
             self._group = None
-            await self.journal.close()
 
     async def _drain_journal(self, timeout_s: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self._pending > 0 and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        if self._pending:
-            raise JournalError(f"{self._pending} samples not committed at shutdown")
+        """Wait (on commits, not by polling) until every emitted poll is committed or failed."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._pending > 0:
+                    self._drained.clear()
+                    await self._drained.wait()
+        except TimeoutError:
+            raise JournalError(f"{self._pending} samples not committed at shutdown") from None
 
     # -- status --------------------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> GatewayStatus:
         now = time.time_ns()
-        devices = {}
+        devices: dict[str, DeviceStats] = {}
         for poller in self.pollers.values():
-            for name, st in poller.stats().items():
-                devices[name] = dataclasses.asdict(st)
-        jstats = self.journal.stats()
+            devices.update(poller.stats())
         elapsed = max((now - self.counters.started_ns) / 1e9, 1e-9)
-        sinks = {}
-        for name, d in self.deliveries.items():
-            sinks[name] = d.stats().as_dict()
-        return {
-            "site": self.site.name,
-            "uptime_s": round(elapsed, 3),
-            "devices": devices,
-            "devices_up": sum(1 for d in devices.values() if d.get("up")),
-            "devices_total": len(self.site.devices),
-            "samples": self.counters.samples,
-            "samples_per_s": round(self.counters.samples / elapsed, 2),
-            "overruns": self.counters.overruns,
-            "commit_failures": self.counters.commit_failures,
-            "journal": jstats.as_dict(),
-            "sinks": sinks,
-            "mqtt": {name: c.stats() for name, c in self.mqtt.items()},
-        }
+        return GatewayStatus(
+            site=self.site.name,
+            uptime_s=round(elapsed, 3),
+            devices=devices,
+            devices_up=sum(1 for d in devices.values() if d.up),
+            devices_total=len(self.site.devices),
+            samples=self.counters.samples,
+            samples_per_s=round(self.counters.samples / elapsed, 2),
+            overruns=self.counters.overruns,
+            commit_failures=self.counters.commit_failures,
+            journal=self.journal.stats(),
+            sinks={name: d.stats() for name, d in self.deliveries.items()},
+            mqtt=MqttStatus(ingest=None if self.mqtt_ingest is None else self.mqtt_ingest.stats(),
+                            publish=None if self.mqtt_publish is None else self.mqtt_publish.stats()),
+        )
 
+    def status_json(self) -> dict[str, Any]:
+        return self.status().to_json()

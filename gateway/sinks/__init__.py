@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from gateway.sinks._delivery import Delivery, DeliveryStats
+from gateway.sinks._delivery import Delivery, DeliveryStats, LineProtocolRows, RowWriter
 from gateway.sinks._factory import make_writer
 from gateway.sinks._lineprotocol import LineEncoder, escape_key, escape_measurement, escape_string_field
 from gateway.sinks._writer import LineWriter, classify_status, parse_retry_after
@@ -27,15 +27,18 @@ if TYPE_CHECKING:
     from gateway.sinks._influx_v1 import InfluxV1Writer
     from gateway.sinks._influx_v2 import InfluxV2Writer
     from gateway.sinks._lp_kernels import CompiledTables, format_float
-    from gateway.sinks._mqtt_publish import MqttSink, ha_sensor
+    from gateway.sinks._mqtt_publish import MqttPublisher, MqttSink, PublisherStats, ha_sensor, mqtt_publisher
 
 _LAZY = {
     "InfluxV1Writer": "gateway.sinks._influx_v1",
     "InfluxV2Writer": "gateway.sinks._influx_v2",
     "CompiledTables": "gateway.sinks._lp_kernels",
     "format_float": "gateway.sinks._lp_kernels",
+    "MqttPublisher": "gateway.sinks._mqtt_publish",
     "MqttSink": "gateway.sinks._mqtt_publish",
+    "PublisherStats": "gateway.sinks._mqtt_publish",
     "ha_sensor": "gateway.sinks._mqtt_publish",
+    "mqtt_publisher": "gateway.sinks._mqtt_publish",
 }
 
 
@@ -53,8 +56,12 @@ __all__ = [
     "InfluxV1Writer",
     "InfluxV2Writer",
     "LineEncoder",
+    "LineProtocolRows",
     "LineWriter",
+    "MqttPublisher",
     "MqttSink",
+    "PublisherStats",
+    "RowWriter",
     "classify_status",
     "escape_key",
     "escape_measurement",
@@ -62,5 +69,6 @@ __all__ = [
     "format_float",
     "ha_sensor",
     "make_writer",
+    "mqtt_publisher",
     "parse_retry_after",
 ]

@@ -1,4 +1,8 @@
-"""Delivery: journal rows after a sink's cursor → line protocol → the database → cursor moves.
+"""Delivery: journal rows after a sink's cursor → a writer (the database, the broker) → cursor moves.
+
+One loop for every sink: InfluxDB v1/v2 through :class:`LineProtocolRows` (rows → line protocol →
+a :class:`~gateway.sinks._writer.LineWriter`), and the MQTT publisher, which takes the rows
+themselves.  Batching, retries, dead letters, the final flush and the statistics are the same.
 
 At-least-once (DESIGN.md, Guarantees): the cursor moves only after the database accepted every line
 of a batch (or a line was dead-lettered), so a crash replays at most the batch in flight; InfluxDB
@@ -9,9 +13,10 @@ writes of the same series and timestamp overwrite, so a replay is harmless.
 - Outages (:class:`SinkUnavailable`): retried with capped exponential backoff and full jitter,
   ``sleep = uniform(0, min(cap, base·2^attempt))`` ("Exponential Backoff And Jitter", AWS
   Architecture Blog, 2015), or as long as the server's ``Retry-After`` asks.
-- Rejections (:class:`SinkRejected`, a 4xx): the batch is bisected until the lines the server refuses
-  are isolated; only those are dead-lettered with the server's reason, the rest are written.  A
-  rejected batch is never retried as it is.
+- Rejections (:class:`SinkRejected`, a 4xx): the batch is bisected until the rows the server refuses
+  are isolated (one row is one line of line protocol); only those are dead-lettered with the
+  server's reason and their encoded line, the rest are written.  A rejected batch is never retried
+  as it is.
 - Cancellation: one last flush of what is pending, bounded by ``final_flush_s``.
 """
 
@@ -20,11 +25,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
+from drivers.backoff import Backoff
 from gateway.errors import JournalError, SinkRejected, SinkUnavailable
 from gateway.journal import Journal, JournalRow
 from gateway.sinks._lineprotocol import LineEncoder
@@ -35,7 +41,7 @@ _MAX_RETRY_AFTER_S = 600.0  # a server asking for longer is still asked again af
 
 @dataclass(frozen=True, slots=True)
 class DeliveryStats:
-    sent_lines: int
+    sent_lines: int  # lines for a database, messages for the MQTT publisher
     batches: int
     retries: int
     dead_lettered: int
@@ -43,21 +49,60 @@ class DeliveryStats:
     backlog: int
     cursor: int
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+
+class RowWriter(Protocol):
+    """What the delivery loop feeds: journal rows in, ``SinkUnavailable``/``SinkRejected`` out."""
+
+    name: str
+
+    async def write_rows(self, rows: Sequence[JournalRow]) -> int:
+        """Deliver ``rows``; returns how many lines (or messages) went out."""
+        ...
+
+    def dead_letter_text(self, row: JournalRow) -> str:
+        """What is kept of a refused row in the dead-letter table."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LineProtocolRows:
+    """Rows → line protocol → a database writer (InfluxDB v1 ``/write``, the v2 API)."""
+
+    def __init__(self, writer: LineWriter, encoder: LineEncoder) -> None:
+        self.writer, self.encoder = writer, encoder
+        self.name = writer.name
+
+    async def write_rows(self, rows: Sequence[JournalRow]) -> int:
+        body = self.encoder.encode_lines_bytes(rows)
+        if not body:
+            return 0
+        await self.writer.write(body)
+        return body.count(b"\n") + 1
+
+    def dead_letter_text(self, row: JournalRow) -> str:
+        return self.encoder.encode_lines_bytes([row]).decode(errors="replace")
+
+    async def close(self) -> None:
+        await self.writer.close()
 
 
 class Delivery:
     """Feeds one sink from the journal until cancelled."""
 
-    def __init__(self, name: str, journal: Journal, writer: LineWriter, encoder: LineEncoder, *,
+    def __init__(self, name: str, journal: Journal, writer: RowWriter | LineWriter,
+                 encoder: LineEncoder | None = None, *,
                  batch_lines: int = 5000, max_age_s: float = 1.0, backoff_initial_s: float = 0.5,
                  backoff_max_s: float = 30.0, final_flush_s: float = 5.0,
                  logger: logging.Logger | None = None) -> None:
+        """``writer`` takes rows; a database writer (bytes of line protocol) comes with its ``encoder``."""
         self.name = name
         self.journal = journal
-        self.writer = writer
-        self.encoder = encoder
+        if encoder is not None:
+            writer = LineProtocolRows(writer, encoder)  # type: ignore[arg-type]
+        elif not hasattr(writer, "write_rows"):
+            raise TypeError(f"{name}: a line-protocol writer needs an encoder")
+        self.writer: RowWriter = writer  # type: ignore[assignment]
         self.batch_lines = batch_lines
         self.max_age_s = max_age_s
         self.backoff_initial_s = backoff_initial_s
@@ -86,7 +131,8 @@ class Delivery:
                                    exc)
                     await asyncio.sleep(self.backoff_max_s)
         except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
+            # the last flush is best effort: what it cannot deliver stays in the journal for next time
+            with contextlib.suppress(TimeoutError, JournalError):
                 async with asyncio.timeout(self.final_flush_s):
                     while rows := await self.journal.read(self.name, self.batch_lines):
                         await self._deliver_rows(rows)
@@ -116,29 +162,24 @@ class Delivery:
         return rows
 
     async def _deliver_rows(self, rows: list[JournalRow]) -> None:
-        body = self.encoder.encode_lines_bytes(rows)
-        if body:
-            await self._deliver(body)
-            self._batches += 1
+        await self._deliver(rows)
+        self._batches += 1
         await self.journal.ack(self.name, rows[-1].seq)
 
-    async def _deliver(self, body: bytes) -> None:
-        """Write ``body``; on a rejection halve it until each refused line is dead-lettered alone."""
+    async def _deliver(self, rows: Sequence[JournalRow]) -> None:
+        """Write ``rows``; on a rejection halve them until each refused row is dead-lettered alone."""
         try:
-            await self._write_until_accepted(body)
+            self._sent_lines += await self._write_until_accepted(rows)
         except SinkRejected as exc:
-            lines = body.split(b"\n")
-            if len(lines) == 1:
-                await self._dead_letter(body, exc)
+            if len(rows) == 1:
+                await self._dead_letter(rows[0], exc)
                 return
-            mid = len(lines) // 2
-            await self._deliver(b"\n".join(lines[:mid]))
-            await self._deliver(b"\n".join(lines[mid:]))
-            return
-        self._sent_lines += body.count(b"\n") + 1
+            mid = len(rows) // 2
+            await self._deliver(rows[:mid])
+            await self._deliver(rows[mid:])
 
-    async def _dead_letter(self, raw: bytes, exc: SinkRejected) -> None:
-        line = raw.decode(errors="replace")
+    async def _dead_letter(self, row: JournalRow, exc: SinkRejected) -> None:
+        line = self.writer.dead_letter_text(row)
         reason = str(exc)
         try:
             await self.journal.dead_letter(self.name, line, reason)
@@ -149,24 +190,21 @@ class Delivery:
         self._last_error = reason
         self.log.error("line rejected by %s and dead-lettered: %s", self.name, reason)
 
-    async def _write_until_accepted(self, body: bytes) -> None:
-        attempt = 0
+    async def _write_until_accepted(self, rows: Sequence[JournalRow]) -> int:
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
             try:
-                await self.writer.write(body)
+                sent = await self.writer.write_rows(rows)
             except SinkUnavailable as exc:
                 self._retries += 1
                 self._last_error = str(exc)
-                delay = exc.retry_after_s
-                if delay is None:
-                    ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2.0 ** min(attempt, 32))
-                    delay = random.uniform(0, ceiling)
+                attempt = backoff.attempt
+                delay = backoff.next_delay() if exc.retry_after_s is None else exc.retry_after_s
                 if attempt == 0 or attempt % 10 == 0:
                     self.log.warning("%s unavailable (attempt %d), retrying in %.2f s: %s", self.name,
                                      attempt + 1, delay, exc)
-                attempt += 1
                 await asyncio.sleep(min(delay, _MAX_RETRY_AFTER_S))
                 continue
-            if attempt:
-                self.log.info("%s accepted a batch after %d retries", self.name, attempt)
-            return
+            if backoff.attempt:
+                self.log.info("%s accepted a batch after %d retries", self.name, backoff.attempt)
+            return sent

@@ -1,8 +1,11 @@
 """MQTT re-publish sink: the latest normalized values per device (retained), the gateway's status
 with a last will, and optional Home Assistant MQTT discovery for every point.
 
-It reads the journal like any sink (its own cursor), so Modbus and MQTT readings are published alike
-and a broker outage only delays the latest values.  ``{prefix}/{site}/{building}/{device}/state``
+It is fed by the same delivery loop as the databases (:mod:`gateway.sinks._delivery`: its own
+cursor, batching, retries with backoff, final flush), so Modbus and MQTT readings are published
+alike and a broker outage only delays the latest values.  A batch folds its rows into the latest
+value per device and publishes each changed device once; a connection that fails raises
+``SinkUnavailable`` and is opened again on the next attempt.  ``{prefix}/{site}/{building}/{device}/state``
 carries one JSON object with every field's latest value and ``ts`` (ISO 8601 UTC);
 ``{prefix}/{site}/gateway/status`` is ``online``, and the broker publishes the retained last will
 ``offline`` when the gateway dies (MQTT 5.0 §3.1.2.5, Will Flag).  Discovery configs follow Home
@@ -18,14 +21,18 @@ import contextlib
 import json
 import logging
 import math
-import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import NoReturn
 
 import aiomqtt
 
-from gateway.config import MqttBroker, MqttPublish
-from gateway.journal import Journal
+from drivers.tls import client_context
+from gateway.config import MqttBroker, MqttPublish, Site
+from gateway.errors import SinkUnavailable
+from gateway.journal import Journal, JournalRow
+from gateway.sinks._delivery import Delivery
 
 log = logging.getLogger("pedf.mqtt.publish")
 
@@ -53,94 +60,141 @@ def ha_sensor(field: str) -> dict[str, str]:
     return out
 
 
-class MqttSink:
-    def __init__(self, publish: MqttPublish, broker: MqttBroker, client_id: str, journal: Journal, site: str,
-                 *, name: str = "mqtt_publish", mqtt5: bool = True, reconnect_max_s: float = 30.0) -> None:
-        self.cfg, self.broker, self.client_id, self.journal, self.site = publish, broker, client_id, journal, site
-        self.name, self.mqtt5, self.reconnect_max_s = name, mqtt5, reconnect_max_s
+@dataclass(frozen=True, slots=True)
+class PublisherStats:
+    """What the MQTT publisher published, and where its delivery stands."""
+
+    published: int  # state messages
+    discovery: int  # Home Assistant discovery configs
+    connects: int
+    failures: int  # connections lost or refused
+    devices: int  # devices with a retained state
+    last_error: str
+    batches: int
+    retries: int
+    backlog: int
+    cursor: int
+
+
+class MqttPublisher:
+    """The rows → retained state messages writer that the delivery loop feeds."""
+
+    def __init__(self, publish: MqttPublish, broker: MqttBroker, client_id: str, site: str, *,
+                 name: str = "mqtt_publish", mqtt5: bool = True) -> None:
+        self.cfg, self.broker, self.client_id, self.site = publish, broker, client_id, site
+        self.name, self.mqtt5 = name, mqtt5
         self.status_topic = f"{publish.topic_prefix}/{site}/gateway/status"
-        self._latest: dict[tuple[str, str], dict[str, Any]] = {}  # (building, device) → fields + ts
+        self._latest: dict[tuple[str, str], dict[str, float | int | str]] = {}  # (building, device) → fields + ts
         self._discovered: set[tuple[str, str, str]] = set()
         self._models: dict[tuple[str, str], str] = {}  # (building, device) → measurement, the HA "model"
-        self.counters = dict(published=0, discovery=0, rows=0, connects=0, failures=0)
+        self._series: dict[int, tuple[tuple[str, str], str, tuple[str, ...]]] = {}
+        self._series_of: Journal | None = None
+        self._client: aiomqtt.Client | None = None
+        self._connection: contextlib.AsyncExitStack | None = None
+        self.published = self.discovery = self.connects = self.failures = 0
         self.last_error = ""
+
+    def bind(self, journal: Journal) -> None:
+        """The journal whose series keys name the rows' devices."""
+        self._series_of = journal
 
     def state_topic(self, building: str, device: str) -> str:
         return f"{self.cfg.topic_prefix}/{self.site}/{building}/{device}/state"
 
-    def _client(self) -> aiomqtt.Client:
+    def _make_client(self) -> aiomqtt.Client:
         b = self.broker
         tls = None
         if b.tls is not None:
-            tls = aiomqtt.TLSParameters(ca_certs=b.tls.ca_file, certfile=b.tls.cert_file, keyfile=b.tls.key_file,
-                                        cert_reqs=ssl.CERT_REQUIRED)
+            tls = client_context(b.tls.ca_file, b.tls.cert_file, b.tls.key_file,
+                                 check_hostname=b.tls.server_hostname_check)
         return aiomqtt.Client(
             b.host, b.effective_port, identifier=self.client_id, username=b.username,
-            password=b.password.get_secret_value() if b.password else None, tls_params=tls,
+            password=b.password.get_secret_value() if b.password else None, tls_context=tls,
             protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.status_topic, "offline", qos=1, retain=True))
 
-    async def run(self) -> None:
-        self.journal.register_sink(self.name)
-        backoff = 0.5
-        while True:
-            try:
-                async with self._client() as client:
-                    self.counters["connects"] += 1
-                    backoff = 0.5
-                    await client.publish(self.status_topic, "online", qos=1, retain=True)
-                    self._discovered.clear()  # the broker may have lost retained configs
-                    try:
-                        await self._publish_loop(client)
-                    finally:
-                        with contextlib.suppress(aiomqtt.MqttError, asyncio.CancelledError):
-                            async with asyncio.timeout(2):
-                                await asyncio.shield(client.publish(self.status_topic, "offline", qos=1,
-                                                                    retain=True))
-            except aiomqtt.MqttError as exc:
-                self.counters["failures"] += 1
-                self.last_error = f"MQTT broker {self.broker.label}: {exc}"
-                log.error("MQTT publish sink: %s; retrying in %.1f s", self.last_error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.reconnect_max_s)
+    async def _connected(self) -> aiomqtt.Client:
+        if self._client is not None:
+            return self._client
+        stack = contextlib.AsyncExitStack()
+        try:
+            client = await stack.enter_async_context(self._make_client())
+            await client.publish(self.status_topic, "online", qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            await self._lost(stack, exc)
+        self.connects += 1
+        self._discovered.clear()  # the broker may have lost retained configs
+        self._client, self._connection = client, stack
+        return client
 
-    async def _publish_loop(self, client: aiomqtt.Client) -> None:
-        while True:
-            await self.journal.wait_for_data(self.journal.cursor(self.name), timeout=self.cfg.interval_s)
-            rows = await self.journal.read(self.name, limit=20_000)
-            if not rows:
-                continue
-            changed = self._fold(rows)
+    async def _lost(self, stack: contextlib.AsyncExitStack | None, exc: aiomqtt.MqttError) -> NoReturn:
+        self._client, self._connection = None, None
+        if stack is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await stack.aclose()
+        self.failures += 1
+        self.last_error = f"MQTT broker {self.broker.label}: {exc}"
+        raise SinkUnavailable(self.last_error) from None
+
+    async def write_rows(self, rows: Sequence[JournalRow]) -> int:
+        client = await self._connected()
+        changed = self._fold(rows)
+        sent = 0
+        try:
             for building, device in changed:
                 if self.cfg.homeassistant_discovery:
                     await self._discover(client, building, device)
                 await client.publish(self.state_topic(building, device), json.dumps(self._latest[(building, device)]),
                                      qos=self.cfg.qos, retain=True)
-                self.counters["published"] += 1
-            await self.journal.ack(self.name, rows[-1].seq)
-            self.counters["rows"] += len(rows)
-            await asyncio.sleep(self.cfg.interval_s)
+                self.published += 1
+                sent += 1
+        except aiomqtt.MqttError as exc:
+            await self._lost(self._connection, exc)
+        return sent
 
-    def _fold(self, rows: list[Any]) -> set[tuple[str, str]]:
-        changed: set[tuple[str, str]] = set()
-        for row in rows:
-            key = self.journal.series(row.series_id)
+    def dead_letter_text(self, row: JournalRow) -> str:  # a broker refuses no row: never called
+        return f"series {row.series_id} at {row.ts_ns}"
+
+    async def close(self) -> None:
+        """Say ``offline`` (retained) and disconnect; the last will covers a gateway that dies instead."""
+        client, stack = self._client, self._connection
+        self._client = self._connection = None
+        if client is None or stack is None:
+            return
+        with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+            async with asyncio.timeout(2):
+                await client.publish(self.status_topic, "offline", qos=1, retain=True)
+        with contextlib.suppress(aiomqtt.MqttError):
+            await stack.aclose()
+
+    def _key(self, series_id: int) -> tuple[tuple[str, str], str, tuple[str, ...]]:
+        cached = self._series.get(series_id)
+        if cached is None:
+            assert self._series_of is not None, "bind() the journal first"
+            key = self._series_of.series(series_id)
             tags = dict(key.tags)
             target = (tags.get("building", "-"), tags.get("device", key.measurement))
+            cached = self._series[series_id] = (target, key.measurement, key.fields)
+        return cached
+
+    def _fold(self, rows: Sequence[JournalRow]) -> list[tuple[str, str]]:
+        changed: dict[tuple[str, str], None] = {}
+        for row in rows:
+            target, measurement, fields = self._key(row.series_id)
             state = self._latest.setdefault(target, {})
-            for field, value in zip(key.fields, row.values.tolist(), strict=True):
+            for field, value in zip(fields, row.values.tolist(), strict=True):
                 if not math.isnan(value):
                     state[field] = value
             if row.texts:
-                for field, text in zip(key.fields, row.texts, strict=True):
+                for field, text in zip(fields, row.texts, strict=True):
                     if text is not None:
                         state[field] = text
-            if row.ts_ns >= state.get("ts_ns", 0):
+            if row.ts_ns >= int(state.get("ts_ns", 0)):
                 state["ts_ns"] = row.ts_ns
                 state["ts"] = datetime.fromtimestamp(row.ts_ns / 1e9, UTC).isoformat()
-            self._models.setdefault(target, key.measurement)
-            changed.add(target)
-        return changed
+            self._models.setdefault(target, measurement)
+            changed[target] = None
+        return list(changed)
 
     async def _discover(self, client: aiomqtt.Client, building: str, device: str) -> None:
         state = self._latest[(building, device)]
@@ -159,7 +213,35 @@ class MqttSink:
             await client.publish(f"{self.cfg.discovery_prefix}/sensor/{node}/{field}/config", json.dumps(config),
                                  qos=1, retain=True)
             self._discovered.add((building, device, field))
-            self.counters["discovery"] += 1
+            self.discovery += 1
 
-    def stats(self) -> dict[str, Any]:
-        return {**self.counters, "last_error": self.last_error, "devices": len(self._latest)}
+
+class MqttSink:
+    """The MQTT publisher on the delivery loop: ``await MqttSink(...).run()`` until cancelled."""
+
+    def __init__(self, publish: MqttPublish, broker: MqttBroker, client_id: str, journal: Journal, site: str,
+                 *, name: str = "mqtt_publish", mqtt5: bool = True, reconnect_max_s: float = 30.0) -> None:
+        self.name = name
+        self.publisher = MqttPublisher(publish, broker, client_id, site, name=name, mqtt5=mqtt5)
+        self.publisher.bind(journal)
+        # one publish per device per interval at most: a batch waits interval_s for more rows
+        self.delivery = Delivery(name, journal, self.publisher, batch_lines=20_000, max_age_s=publish.interval_s,
+                                 backoff_initial_s=0.5, backoff_max_s=max(0.5, reconnect_max_s))
+
+    async def run(self) -> None:
+        await self.delivery.run()
+
+    def stats(self) -> PublisherStats:
+        p, d = self.publisher, self.delivery.stats()
+        return PublisherStats(p.published, p.discovery, p.connects, p.failures, len(p._latest), p.last_error,
+                              d.batches, d.retries, d.backlog, d.cursor)
+
+
+def mqtt_publisher(site: Site, journal: Journal) -> MqttSink | None:
+    """The site's MQTT re-publish sink, if its ``mqtt:`` section enables one."""
+    section = site.config.mqtt
+    pub = None if section is None else section.publish
+    if section is None or pub is None or not pub.enabled or not (pub.broker or section.brokers):
+        return None
+    return MqttSink(pub, pub.broker or section.brokers[0], pub.client_id or f"{section.client_id}-pub", journal,
+                    site.name, mqtt5=section.protocol == "5", reconnect_max_s=section.reconnect_max_s)

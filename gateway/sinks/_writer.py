@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from gateway.errors import SinkRejected, SinkUnavailable
 
+
 @runtime_checkable
 class LineWriter(Protocol):
     name: str
