@@ -125,15 +125,24 @@ def energy_balance(
 ) -> EnergyBalance:
     """Energy balance per building over a period (formulas and sources in the module docstring).
 
-    A 1-D input is one building: per-building fields are then numpy scalars.
-
     Parameters
     ----------
-    pv_kwh, charge_kwh, discharge_kwh, grid_import_kwh, grid_export_kwh, load_dc_kwh, load_ac_kwh :
-        interval energy [kWh], all (n,) or all (n_buildings, n), non-negative; NaN = missing.
-    interval_ns : interval length [ns], converts interval energy to mean power.
-    floor_area_m2 : floor area [m²] per building for EUI; ``None`` leaves EUI NaN.
-    self_sufficiency : ``"import"`` (default, 1 − import/load) or ``"pv_share"`` ((PV − export)/load).
+    pv_kwh, charge_kwh, discharge_kwh, grid_import_kwh, grid_export_kwh, load_dc_kwh, load_ac_kwh : ndarray [kWh]
+        Interval energy, all (n,) or all (n_buildings, n), non-negative; NaN = missing. Only intervals
+        where every channel is present enter the sums.
+    interval_ns : int [ns]
+        Interval length; converts interval energy to mean power.
+    floor_area_m2 : float or ndarray [m²], optional
+        Floor area per building for EUI; ``None`` leaves EUI NaN.
+    self_sufficiency : str
+        ``"import"`` (default, 1 − import/load) or ``"pv_share"`` ((PV − export)/load).
+
+    Returns
+    -------
+    EnergyBalance
+        Per building (numpy scalars for a 1-D input): totals [kWh], ``losses_kwh`` [kWh], ratios [-],
+        ``peak_import_kw`` / ``peak_load_kw`` [kW], ``eui_kwh_per_m2`` [kWh/m²], ``n_complete``
+        [intervals]; the conventions used.
 
     References
     ----------

@@ -55,7 +55,28 @@ class WorkdayCalendar:
 
 
 def load_calendar(path: str | Path = EXAMPLE_CALENDAR_CN) -> WorkdayCalendar:
-    """Read a ``date,kind,name`` CSV; reject unknown kinds, bad dates and dates listed twice."""
+    """Read a ``date,kind,name`` calendar CSV of holidays and make-up working days.
+
+    Parameters
+    ----------
+    path : str or Path
+        The calendar file (site-local dates); default: the bundled example for 2025-2026.
+
+    Returns
+    -------
+    WorkdayCalendar
+        Holidays, make-up working days, the file and the years it covers.
+
+    Raises
+    ------
+    ValueError
+        Unknown kinds, bad dates, dates listed twice, a file without dates.
+
+    References
+    ----------
+    State Council holiday notices (国务院办公厅关于部分节假日安排的通知), cited in the example file's header;
+    DOMAIN.md §7 "10-in-10" (calendar as data, with make-up working days).
+    """
     path = Path(path)
     holidays: set[dt.date] = set()
     workdays: set[dt.date] = set()
@@ -91,11 +112,33 @@ def day_eligibility(
 ) -> np.ndarray:
     """Boolean mask over ``n_days`` local days from ``first_day``: True where a day may be a baseline day.
 
-    A day is eligible when it is a working day of ``calendar`` and not an event day
-    (``event_days``: indices into the same range). Baseline functions also exclude every event day
-    they are given, so passing the events here is only needed for events they are not told about.
-    A range reaching outside the calendar's years is refused (its holidays would silently count as
-    working days) unless ``allow_uncovered`` is True.
+    A day is eligible when it is a working day of ``calendar`` and not an event day. Baseline functions
+    also exclude every event day they are given, so passing the events here is only needed for events
+    they are not told about. A range reaching outside the calendar's years is refused (its holidays
+    would silently count as working days) unless ``allow_uncovered`` is True.
+
+    Parameters
+    ----------
+    calendar : WorkdayCalendar
+        From :func:`load_calendar`.
+    first_day : datetime.date
+        First site-local day.
+    n_days : int [days]
+        Length of the range, ≥ 0.
+    event_days : ndarray or list of int [day index], optional
+        Indices into the same range that are event days.
+    allow_uncovered : bool
+        Accept days outside the calendar's years (the weekday rule applies there).
+
+    Returns
+    -------
+    ndarray of bool
+        Shape (n_days,).
+
+    References
+    ----------
+    DOMAIN.md §5 "Baselines" and §7 "10-in-10" (eligible days: weekdays that are not holidays or prior
+    event days, with make-up working days).
     """
     if n_days < 0:
         raise ValueError("n_days must be >= 0")
@@ -121,9 +164,35 @@ def local_day_grid(
 ) -> tuple[dt.date, int, int]:
     """Check that a UTC interval grid splits into whole, equal site-local days.
 
-    Returns ``(first_local_date, intervals_per_day, n_days)``. ``start_utc`` must be a local
-    midnight; days whose length differs (a daylight-saving change) are rejected, because the
-    day-major baseline kernels assume equal days.
+    ``start_utc`` must be a local midnight; days whose length differs (a daylight-saving change) are
+    rejected, because the day-major baseline kernels assume equal days.
+
+    Parameters
+    ----------
+    start_utc : datetime.datetime
+        Timezone-aware start of the grid.
+    n_intervals : int [intervals]
+        Length of the grid.
+    interval_min : int [min]
+        Interval length; must divide 24 h.
+    tz : str
+        Site's IANA zone.
+
+    Returns
+    -------
+    tuple of (datetime.date, int, int)
+        ``(first_local_date, intervals_per_day, n_days)``.
+
+    Raises
+    ------
+    ValueError
+        A naive or non-midnight start, an interval that does not divide the day, partial days, or a
+        day of another length (DST change).
+
+    References
+    ----------
+    DOMAIN.md §7 "Intervals" (local-day logic uses the site's zone); local time through
+    :mod:`analytics.localtime`.
     """
     if start_utc.tzinfo is None:
         raise ValueError("start_utc must be timezone-aware")

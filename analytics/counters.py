@@ -60,9 +60,22 @@ def counter_wrap(width_bits: int, scale: float, ratio: float = 1.0) -> float:
 
     Parameters
     ----------
-    width_bits : register width [bits], e.g. 32 for a UINT32 register.
-    scale : value of one raw count [kWh], e.g. 0.01.
-    ratio : PT × CT ratio applied by the meter profile [-].
+    width_bits : int [bits]
+        Register width, e.g. 32 for a UINT32 register.
+    scale : float [kWh]
+        Value of one raw count, e.g. 0.01.
+    ratio : float [-]
+        PT × CT ratio applied by the meter profile.
+
+    Returns
+    -------
+    float [kWh]
+        The value at which the counter wraps to 0.
+
+    References
+    ----------
+    DOMAIN.md §7 "Cumulative counters"; DOMAIN.md §6 (e.g. Acrel DDSY1352 energy UINT32 × 0.01 kWh:
+    2^32 × 0.01 = 42,949,672.96 kWh).
     """
     if width_bits <= 0 or scale <= 0 or ratio <= 0:
         raise ValueError("width_bits, scale and ratio must be positive")
@@ -269,24 +282,34 @@ def interval_energy(
 
     Parameters
     ----------
-    ts_ns : reading times [ns since epoch, UTC], shape (n,), any order, duplicates allowed.
-    counter_kwh : counter readings [kWh], shape (n,) or (n_series, n) sharing ``ts_ns``; NaN = missing.
-    interval_ns : output interval [ns]; grid points are ``start_ns + k × interval_ns``.
-    wrap_kwh : counter wrap [kWh] (see :func:`counter_wrap`); 0 = the counter never wraps, so every
-        decrease is a reset.
-    p_max_kw : plausible maximum power [kW] of the metered circuit (e.g. breaker rating × voltage);
-        a wrapped delta above ``p_max_kw × Δt`` is a reset, not a rollover. Required when
-        ``wrap_kwh > 0`` (without it a meter replacement would pass for a rollover); ``math.inf``
-        may be given explicitly to accept every wrapped delta.
-    start_ns, n_intervals : output window; default from the grid point (epoch-aligned, UTC) nearest
-        the first reading to the one nearest the last.
-    snap_tolerance : readings within this fraction of ``interval_ns`` of a grid point are snapped.
-    max_span : a span between readings longer than this many intervals is a gap.
+    ts_ns : ndarray [ns since epoch, UTC]
+        Reading times, shape (n,), any order, duplicates allowed.
+    counter_kwh : ndarray [kWh]
+        Counter readings, shape (n,) or (n_series, n) sharing ``ts_ns``; NaN = missing.
+    interval_ns : int [ns]
+        Output interval; grid points are ``start_ns + k × interval_ns``.
+    wrap_kwh : float [kWh]
+        Counter wrap (see :func:`counter_wrap`); 0 = the counter never wraps, so every decrease is a
+        reset.
+    p_max_kw : float [kW], optional
+        Plausible maximum power of the metered circuit (e.g. breaker rating × voltage); a wrapped delta
+        above ``p_max_kw × Δt`` is a reset, not a rollover. Required when ``wrap_kwh > 0`` (without it
+        a meter replacement would pass for a rollover); ``math.inf`` may be given explicitly to accept
+        every wrapped delta.
+    start_ns : int [ns since epoch, UTC], optional
+        First grid point; default: the grid point (epoch-aligned, UTC) nearest the first reading.
+    n_intervals : int [intervals], optional
+        Output length; default: up to the grid point nearest the last reading.
+    snap_tolerance : float [-]
+        Readings within this fraction of ``interval_ns`` of a grid point are snapped onto it.
+    max_span : float [intervals]
+        A span between readings longer than this is a gap.
 
     Returns
     -------
-    CounterEnergy with ``energy_kwh`` per interval (NaN where unknown), ``flags`` and
-    ``gap_energy_kwh``; the parameters used are recorded in the result.
+    CounterEnergy
+        ``energy_kwh`` [kWh] per interval (NaN where unknown), ``flags`` (``FLAG_*`` bits) and
+        ``gap_energy_kwh`` [kWh]; the parameters used are recorded in the result.
 
     References
     ----------

@@ -191,19 +191,36 @@ def scope2(
 
     Parameters
     ----------
-    ts_ns : interval starts [ns, UTC], shape (n,).
-    grid_import_kwh : grid import per interval [kWh], (n,) or (n_buildings, n); NaN = missing.
-    location_factor : grid average factor (a :class:`GridFactor`, or an ``"average"`` series).
-    residual_factor : factor for import not covered by instruments, e.g.
+    ts_ns : ndarray [ns since epoch, UTC]
+        Interval starts, shape (n,).
+    grid_import_kwh : ndarray [kWh]
+        Grid import per interval, (n,) or (n_buildings, n); NaN = missing.
+    location_factor : GridFactor or FactorSeries [kgCO2/kWh]
+        Grid average factor (a :class:`GridFactor`, or an ``"average"`` series).
+    residual_factor : GridFactor [kgCO2/kWh]
+        Factor for import not covered by instruments, e.g.
         ``mee_nbs_excl_market_nonfossil/national/<year>``.
-    tz : site's zone; instruments are per site-local month (see :func:`local_months`).
-    gec_mwh : green certificates retired per month [MWh], (n_months,) or (n_buildings, n_months).
-    ppa_kwh : PPA energy delivered per month [kWh], same shape rules.
-    pv_self_consumed_kwh, pv_certificates_sold_kwh : per month [kWh]; self-consumed PV whose
-        certificates were sold (capped at the self-consumed amount) counts at the residual factor.
-    grid_export_kwh : exported PV per interval [kWh], reported as avoided emissions.
-    export_factor : factor for the avoided emissions of export (default: ``location_factor``).
-    matching : ``"monthly"`` (default, no carry-over) or ``"pooled"`` over the whole period.
+    tz : str
+        Site's zone; instruments are per site-local month (see :func:`local_months`).
+    gec_mwh : ndarray [MWh], optional
+        Green certificates retired per month, (n_months,) or (n_buildings, n_months).
+    ppa_kwh : ndarray [kWh], optional
+        PPA energy delivered per month, same shape rules.
+    pv_self_consumed_kwh, pv_certificates_sold_kwh : ndarray [kWh], optional
+        Per month; self-consumed PV whose certificates were sold (capped at the self-consumed
+        amount) counts at the residual factor.
+    grid_export_kwh : ndarray [kWh], optional
+        Exported PV per interval, reported as avoided emissions.
+    export_factor : GridFactor or FactorSeries [kgCO2/kWh], optional
+        Factor for the avoided emissions of export (default: ``location_factor``).
+    matching : str
+        ``"monthly"`` (default, no carry-over) or ``"pooled"`` over the whole period.
+
+    Returns
+    -------
+    Scope2
+        ``location_kg`` / ``market_kg`` [kgCO2] per building, monthly import [kWh], covered and PV
+        figures [kWh], ``exported_pv_avoided_kg`` [kgCO2], the factor labels, matching and notes.
 
     References
     ----------
@@ -281,10 +298,27 @@ def scope2(
 def shift_avoided_emissions(
     ts_ns: np.ndarray, reduced_kwh: np.ndarray, marginal: FactorSeries
 ) -> AvoidedEmissions:
-    """Avoided emissions of shifted energy [kg] = Σ reduced_kwh × MOER (DOMAIN.md §3, marginal vs average).
+    """Avoided emissions of shifted energy = Σ reduced_kwh × MOER (DOMAIN.md §3, marginal vs average).
 
-    ``reduced_kwh`` [kWh] is reference minus actual consumption per interval: positive where load was
-    taken away, negative where it was moved to. ``marginal`` must be a ``"marginal"`` series.
+    Parameters
+    ----------
+    ts_ns : ndarray [ns since epoch, UTC]
+        Interval starts, shape (n,).
+    reduced_kwh : ndarray [kWh]
+        Reference minus actual consumption per interval, (n,) or (n_series, n): positive where load was
+        taken away, negative where it was moved to; NaN = missing.
+    marginal : FactorSeries [kgCO2/kWh]
+        A ``"marginal"`` series (marginal operating emission rate, e.g. WattTime MOER).
+
+    Returns
+    -------
+    AvoidedEmissions
+        ``avoided_kg`` [kgCO2] and ``n_missing`` [intervals] per series, the factor label.
+
+    References
+    ----------
+    DOMAIN.md §3 "Marginal vs average" (avoided emissions of a shift = Σ shifted MWh × MOER); WattTime
+    MOER definition.
     """
     if marginal.kind != "marginal":
         raise ValueError("avoided emissions of a shift need a marginal factor series (MOER)")
@@ -305,8 +339,29 @@ def cfe_score(
 ) -> CfeScore:
     """Hourly carbon-free-energy score (DOMAIN.md §3 "Hourly matching", §7 "Hourly CFE score").
 
-    Intervals are summed into site-local clock hours; an hour with any missing consumption or
-    supply interval is left out of both sums and counted in ``n_hours_excluded``.
+    Intervals are summed into site-local clock hours; an hour with any missing consumption or supply
+    interval is left out of both sums and counted in ``n_hours_excluded``.
+
+    Parameters
+    ----------
+    ts_ns : ndarray [ns since epoch, UTC]
+        Interval starts, shape (n,).
+    consumption_kwh : ndarray [kWh]
+        Consumption per interval, (n,) or (n_series, n); NaN = missing.
+    cfe_supply_kwh : ndarray [kWh]
+        Carbon-free supply per interval, the shape of ``consumption_kwh``.
+    tz : str
+        Site's IANA zone (hours are local clock hours).
+
+    Returns
+    -------
+    CfeScore
+        ``score`` [-] = Σ_h min(consumption_h, CFE_h) / Σ_h consumption_h, ``matched_kwh`` and
+        ``consumption_kwh`` [kWh], ``n_hours`` and ``n_hours_excluded`` [h].
+
+    References
+    ----------
+    DOMAIN.md §3 "Hourly matching (24/7 carbon-free energy)" and §7 "Hourly CFE score".
     """
     ts = np.ascontiguousarray(ts_ns, dtype=np.int64)
     cons, was_1d = as_rows(consumption_kwh, "consumption_kwh", ts.size)

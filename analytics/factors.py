@@ -136,7 +136,23 @@ def _load(paths: tuple[Path, ...]) -> tuple[GridFactor, ...]:
 
 
 def load_factors(paths: tuple[str | Path, ...] | None = None) -> tuple[GridFactor, ...]:
-    """All factors in ``paths`` (default: the bundled files); duplicates of a key are an error."""
+    """All factors in ``paths`` (default: the bundled files); duplicates of a key are an error.
+
+    Parameters
+    ----------
+    paths : tuple of str or Path, optional
+        Factor CSV files (``regime, region, data_year, unit, value, source``); default
+        ``BUNDLED_FACTOR_FILES``.
+
+    Returns
+    -------
+    tuple of GridFactor
+        Every factor, ``kg_per_kwh`` [kgCO2/kWh] converted from its unit.
+
+    References
+    ----------
+    MEE/NBS 电力二氧化碳排放因子; 沪环气〔2022〕34号; DOMAIN.md §2 (figures and sources per row).
+    """
     return _load(tuple(Path(p) for p in (paths or BUNDLED_FACTOR_FILES)))
 
 
@@ -145,7 +161,30 @@ def grid_factor(
 ) -> GridFactor:
     """The factor for ``regime``/``region``/``data_year``; all three must be named (no default region).
 
-    Raises ``KeyError`` listing what is available when the combination does not exist.
+    Parameters
+    ----------
+    regime : str
+        Factor set, e.g. ``"mee_nbs_grid_average"``.
+    region : str
+        Grid or province, e.g. ``"east"``, ``"national"``.
+    data_year : int [year]
+        Data year of the factor (practice lags two years, DOMAIN.md §2: the caller's choice).
+    paths : tuple of str or Path, optional
+        Factor files; default: the bundled ones.
+
+    Returns
+    -------
+    GridFactor
+        The factor, ``kg_per_kwh`` [kgCO2/kWh], with its source.
+
+    Raises
+    ------
+    KeyError
+        The combination does not exist; the message lists what is available.
+
+    References
+    ----------
+    MEE/NBS 电力二氧化碳排放因子 (2021-2023 data years); DOMAIN.md §2.
     """
     factors = load_factors(paths)
     for f in factors:
@@ -157,8 +196,31 @@ def grid_factor(
 
 
 def load_factor_series(path: str | Path, *, name: str, kind: str, source: str) -> FactorSeries:
-    """Read an hourly factor series from CSV: columns ``ts_utc`` (ISO 8601, hour start) and
-    ``kg_per_kwh``; ``#`` lines are comments; an empty value is missing (NaN)."""
+    """Read an hourly factor series from CSV.
+
+    Columns ``ts_utc`` (ISO 8601, hour start) and ``kg_per_kwh``; ``#`` lines are comments; an empty
+    value is missing (NaN).
+
+    Parameters
+    ----------
+    path : str or Path
+        The CSV file; ``kg_per_kwh`` in [kgCO2/kWh].
+    name : str
+        Name of the series, recorded in results.
+    kind : str
+        ``"average"`` or ``"marginal"``.
+    source : str
+        Where the series comes from; recorded in every result.
+
+    Returns
+    -------
+    FactorSeries
+        See :func:`factor_series`.
+
+    References
+    ----------
+    DOMAIN.md §3 "Marginal vs average" (WattTime MOER, Electricity Maps); ISO 8601 timestamps.
+    """
     path = Path(path)
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if not ln.lstrip().startswith("#")]
     ts, values = [], []
@@ -182,11 +244,28 @@ def factor_series(
 
     Parameters
     ----------
-    ts_ns : start of each value's interval [ns, UTC], strictly increasing.
-    kg_per_kwh : factor [kgCO2/kWh] per interval; NaN = missing.
-    kind : ``"average"`` (consumption-based mix intensity, e.g. Electricity Maps) or ``"marginal"``
-        (marginal operating emission rate, e.g. WattTime MOER) — DOMAIN.md §3.
-    source : where the series comes from; recorded in every result.
+    ts_ns : ndarray [ns since epoch, UTC]
+        Start of each value's interval, strictly increasing.
+    kg_per_kwh : ndarray [kgCO2/kWh]
+        Factor per interval; NaN = missing.
+    name : str
+        Name of the series, recorded in results.
+    kind : str
+        ``"average"`` (consumption-based mix intensity, e.g. Electricity Maps) or ``"marginal"``
+        (marginal operating emission rate, e.g. WattTime MOER).
+    source : str
+        Where the series comes from; recorded in every result.
+    interval_ns : int [ns]
+        Length of each value's interval (default 1 h).
+
+    Returns
+    -------
+    FactorSeries
+        The series; ``at(ts_ns)`` gives the factor [kgCO2/kWh] in force at each time.
+
+    References
+    ----------
+    DOMAIN.md §3 "Marginal vs average".
     """
     if kind not in SERIES_KINDS:
         raise ValueError(f"kind must be one of {SERIES_KINDS}")

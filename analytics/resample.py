@@ -137,12 +137,26 @@ def resample_energy(
 
     Parameters
     ----------
-    ts_ns : input interval starts [ns, UTC], increasing, spaced at least ``src_interval_ns`` apart.
-    energy_kwh : energy per input interval [kWh], (n,) or (n_series, n); NaN = missing.
-    src_interval_ns : duration of each input interval [ns].
-    interval_ns : output bin length [ns], typically one of ``STANDARD_INTERVALS_NS`` (1/5/15/60 min).
-    start_ns, n_intervals : output window; default: whole bins covering the input.
-    min_coverage : minimum coverage [-] for a filled estimate.
+    ts_ns : ndarray [ns since epoch, UTC]
+        Input interval starts, increasing, spaced at least ``src_interval_ns`` apart.
+    energy_kwh : ndarray [kWh]
+        Energy per input interval, (n,) or (n_series, n); NaN = missing.
+    src_interval_ns : int [ns]
+        Duration of each input interval.
+    interval_ns : int [ns]
+        Output bin length, typically one of ``STANDARD_INTERVALS_NS`` (1/5/15/60 min).
+    start_ns : int [ns since epoch, UTC], optional
+        First bin start; default: the bin containing the first input.
+    n_intervals : int [bins], optional
+        Number of bins; default: whole bins covering the input.
+    min_coverage : float [-]
+        Minimum coverage for a filled estimate, in (0, 1].
+
+    Returns
+    -------
+    Resampled
+        ``energy_kwh`` [kWh], ``coverage`` [-] and ``filled_kwh`` [kWh] per bin, (n_bins,) or
+        (n_series, n_bins), with the grid and ``min_coverage``.
 
     References
     ----------
@@ -162,10 +176,37 @@ def resample_power(
     n_intervals: int | None = None,
     min_coverage: float = 0.8,
 ) -> Resampled:
-    """Resample interval-mean power [kW] onto ``interval_ns`` bins (DOMAIN.md §7).
+    """Resample interval-mean power [kW] onto ``interval_ns`` bins (DOMAIN.md §7, "Resampling").
 
     Energy of each input interval = mean power × duration (DOMAIN.md §7, "Intervals"); the result
     carries energy, coverage and filled energy, with ``mean_kw``/``filled_kw`` as power.
+
+    Parameters
+    ----------
+    ts_ns : ndarray [ns since epoch, UTC]
+        Input interval starts, increasing, spaced at least ``src_interval_ns`` apart.
+    power_kw : ndarray [kW]
+        Mean power per input interval, (n,) or (n_series, n); NaN = missing.
+    src_interval_ns : int [ns]
+        Duration of each input interval.
+    interval_ns : int [ns]
+        Output bin length, typically one of ``STANDARD_INTERVALS_NS`` (1/5/15/60 min).
+    start_ns : int [ns since epoch, UTC], optional
+        First bin start; default: the bin containing the first input.
+    n_intervals : int [bins], optional
+        Number of bins; default: whole bins covering the input.
+    min_coverage : float [-]
+        Minimum coverage for a filled estimate, in (0, 1].
+
+    Returns
+    -------
+    Resampled
+        ``energy_kwh`` [kWh], ``coverage`` [-] and ``filled_kwh`` [kWh] per bin, (n_bins,) or
+        (n_series, n_bins), with the grid and ``min_coverage``.
+
+    References
+    ----------
+    DOMAIN.md §7 "Resampling" and "Intervals".
     """
     return _resample(ts_ns, power_kw, src_interval_ns, interval_ns, start_ns, n_intervals,
                      min_coverage, "power")

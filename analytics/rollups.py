@@ -87,17 +87,36 @@ def rollup(
 ) -> Rollup:
     """Roll emissions up device → building → park → region (DOMAIN.md §7, "Roll-ups").
 
+    Intensities at every level are the level's total over its total area (or output), never the mean
+    of the children's intensities.
+
     Parameters
     ----------
-    device_kg : emissions per device [kg], each already computed with its own grid's factor.
-    device_factor_labels : the factor set label used for each device (recorded in the result).
-    parents : one int array per step up: ``parents[0][i]`` is the building of device ``i``,
+    device_kg : ndarray [kgCO2]
+        Emissions per device, each already computed with its own grid's factor.
+    device_factor_labels : sequence of str
+        The factor set label used for each device (recorded in the result).
+    parents : sequence of ndarray [node index]
+        One int array per step up: ``parents[0][i]`` is the building of device ``i``,
         ``parents[1][b]`` the park of building ``b``, ``parents[2][p]`` the region of park ``p``.
-    building_area_m2 : floor area per building [m²]; summed upwards.
-    building_output : units of output per building (e.g. production units); summed upwards.
+    level_names : sequence of str
+        One name per level (``len(parents) + 1``).
+    building_area_m2 : ndarray [m²]
+        Floor area per building; summed upwards.
+    building_output : ndarray [output_unit], optional
+        Units of output per building (e.g. production units); summed upwards.
+    output_unit : str
+        Name of the output unit, recorded in the result.
 
-    Intensities at every level are the level's total over its total area (or output), never the
-    mean of the children's intensities.
+    Returns
+    -------
+    Rollup
+        One :class:`RollupLevel` per level: ``emissions_kg`` [kgCO2], ``area_m2`` [m²], ``output``,
+        ``kg_per_m2`` [kgCO2/m²], ``kg_per_output`` [kgCO2/output_unit]; the factor sets used.
+
+    References
+    ----------
+    DOMAIN.md §7 "Roll-ups"; GHG Protocol Scope 2 Guidance (2015), each grid's own factor.
     """
     kg = np.ascontiguousarray(device_kg, dtype=np.float64)
     if len(device_factor_labels) != kg.size:
@@ -146,6 +165,31 @@ def reduction_credits(
     The same factor set must serve both periods (passing a different ``reporting_factor`` is an
     error); per project the credit is max(0, reduction); the fleet's net (negatives included) is
     reported separately.
+
+    Parameters
+    ----------
+    baseline_kwh : ndarray [kWh]
+        Energy per project in the baseline period.
+    reporting_kwh : ndarray [kWh]
+        Energy per project in the reporting period.
+    factor : GridFactor [kgCO2/kWh]
+        The factor set for both periods (a Scope 2 factor).
+    reporting_factor : GridFactor [kgCO2/kWh], optional
+        Must equal ``factor`` if given.
+    method : str
+        ``"absolute"`` (default) or ``"intensity"``.
+    baseline_activity, reporting_activity : ndarray [activity unit], optional
+        Activity per project in each period (``"intensity"`` only).
+
+    Returns
+    -------
+    ReductionCredits
+        ``reduction_kg`` and ``credit_kg`` [kgCO2] per project, ``fleet_net_kg`` [kgCO2], method and
+        factor label.
+
+    References
+    ----------
+    DOMAIN.md §7 "Reduction credits" (same factor set in baseline and reporting; credit = max(0, reduction)).
     """
     if reporting_factor is not None and reporting_factor != factor:
         raise ValueError(f"baseline uses {factor.label} but reporting uses {reporting_factor.label}")

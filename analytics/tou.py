@@ -92,6 +92,26 @@ def load_tariff(path: str | Path) -> TouTariff:
 
     Every minute of every month must belong to exactly one period. A file whose comments contain
     ``EXAMPLE`` is marked ``example=True`` so reports can say the tariff is not the site's.
+
+    Parameters
+    ----------
+    path : str or Path
+        The tariff file; ``start``/``end`` are site-local ``HH:MM`` [local time], ``months`` like
+        ``1-6;9``, ``price_cny_per_kwh`` [CNY/kWh].
+
+    Returns
+    -------
+    TouTariff
+        Periods, the (12, 1440) period-of-minute table, prices [CNY/kWh] and the example flag.
+
+    Raises
+    ------
+    ValueError
+        Overlapping periods, a minute without a period, two prices for one period, bad times or months.
+
+    References
+    ----------
+    DOMAIN.md §7 "Time of use" (the tariff is data); the tariff file names its own source.
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8")
@@ -199,7 +219,30 @@ def tou_fractions(
     ts_ns: np.ndarray, interval_ns: int, tariff: TouTariff, *, tz: str = "Asia/Shanghai",
     split: str = "pro_rata",
 ) -> np.ndarray:
-    """Share of each interval [-] in each tariff period, shape (n, n_periods); rows sum to 1."""
+    """Share of each interval in each tariff period, by the site's local time.
+
+    Parameters
+    ----------
+    ts_ns : ndarray [ns since epoch, UTC]
+        Interval starts, shape (n,).
+    interval_ns : int [ns]
+        Interval length.
+    tariff : TouTariff
+        From :func:`load_tariff`.
+    tz : str
+        Site's IANA time zone.
+    split : str
+        ``"pro_rata"`` (default) or ``"start"`` (whole interval to the period of its start).
+
+    Returns
+    -------
+    ndarray [-]
+        Shape (n, n_periods); each row sums to 1.
+
+    References
+    ----------
+    DOMAIN.md §7 "Time of use" and "Intervals"; local time through :mod:`analytics.localtime`.
+    """
     if split not in SPLIT_CONVENTIONS:
         raise ValueError(f"split must be one of {SPLIT_CONVENTIONS}")
     if int(interval_ns) <= 0:
@@ -229,13 +272,24 @@ def tou_split(
 
     Parameters
     ----------
-    ts_ns : interval starts [ns, UTC], shape (n,).
-    energy_kwh : interval energy [kWh], (n,) or (n_series, n); NaN intervals are counted in
-        ``n_missing`` and left out.
-    interval_ns : interval length [ns].
-    tariff : from :func:`load_tariff`.
-    tz : site's IANA time zone.
-    split : ``"pro_rata"`` (default) or ``"start"`` (whole interval to the period of its start).
+    ts_ns : ndarray [ns since epoch, UTC]
+        Interval starts, shape (n,).
+    energy_kwh : ndarray [kWh]
+        Interval energy, (n,) or (n_series, n); NaN intervals are counted in ``n_missing`` and left out.
+    interval_ns : int [ns]
+        Interval length.
+    tariff : TouTariff
+        From :func:`load_tariff`.
+    tz : str
+        Site's IANA time zone.
+    split : str
+        ``"pro_rata"`` (default) or ``"start"`` (whole interval to the period of its start).
+
+    Returns
+    -------
+    TouSplit
+        ``energy_kwh`` [kWh] and ``cost_cny`` [CNY] per period, (n_periods,) or (n_series, n_periods),
+        ``n_missing`` [intervals], the tariff's name, zone, split and convention.
 
     References
     ----------
