@@ -21,7 +21,7 @@ the process's resident high-water mark (``/proc/self/status`` VmHWM, reset throu
 ``/proc/self/clear_refs``) above the resident size before the inputs existed, relative to the bytes
 of inputs + outputs.
 
-Run: ``.venv/bin/python benchmarks/bench_analytics_energy.py [--quick] [--out FILE.md]``.
+Run from the repository root: ``.venv/bin/python -m benchmarks.bench_analytics_energy [--quick] [--out FILE.md]``.
 """
 
 from __future__ import annotations
@@ -40,18 +40,7 @@ from pathlib import Path
 import numba
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "kernels"))
-
-from reference_energy import (  # noqa: E402
-    energy_balance_ref,
-    interval_energy_numpy_ongrid,
-    interval_energy_ref,
-    scope2_ref,
-)
-
-from analytics import (  # noqa: E402
+from analytics import (
     counter_wrap,
     energy_balance,
     grid_factor,
@@ -59,6 +48,14 @@ from analytics import (  # noqa: E402
     local_months,
     scope2,
 )
+from tests.kernels.reference_energy import (
+    energy_balance_ref,
+    interval_energy_numpy_ongrid,
+    interval_energy_ref,
+    scope2_ref,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 Q = 900_000_000_000
 T0 = 1_704_038_400_000_000_000  # 2024-01-01 00:00 Asia/Shanghai

@@ -13,7 +13,7 @@ a numpy copy run in as many threads as numba uses. Also JIT cold start in a fres
 to first result) with the on-disk cache and with an empty cache directory, and peak memory of the
 public call (fresh interpreter) relative to its input + outputs. Output: Markdown.
 
-    .venv/bin/python benchmarks/bench_analytics_flex.py [--quick] [--threads N]
+    .venv/bin/python -m benchmarks.bench_analytics_flex [--quick] [--threads N]   (from the repository root)
 """
 
 from __future__ import annotations
@@ -34,14 +34,11 @@ from pathlib import Path
 import numba
 import numpy as np
 
+from analytics import baselines as bl
+from analytics import flexibility as flex
+from tests.kernels import reference_flex as ref
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "kernels"))
-
-import reference_flex as ref  # noqa: E402
-
-from analytics import baselines as bl  # noqa: E402
-from analytics import flexibility as flex  # noqa: E402
 
 DT_H = 0.25
 IPD = 96
@@ -187,7 +184,6 @@ CHILD = """
 import resource, sys, time
 t0 = time.perf_counter()
 import numpy as np
-sys.path.insert(0, {root!r})
 from analytics import baselines as bl, flexibility as flex
 what, nb, nt = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if what == "cold-envelope":
@@ -225,9 +221,9 @@ print((peak - rss0) / (x.nbytes + out))
 
 
 def child(what: str, nb: int, nt: int, env: dict[str, str] | None = None) -> float:
-    code = CHILD.format(root=str(ROOT))
-    res = subprocess.run([sys.executable, "-c", code, what, str(nb), str(nt)], capture_output=True,
-                         text=True, env={**os.environ, **(env or {})}, check=True)
+    # The project is installed (editable) in the interpreter running this: no path set-up needed.
+    res = subprocess.run([sys.executable, "-c", CHILD, what, str(nb), str(nt)], capture_output=True,
+                         text=True, env={**os.environ, **(env or {})}, cwd=ROOT, check=True)
     return float(res.stdout.strip().splitlines()[-1])
 
 
