@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from drivers.mqtt import _decoders as dec
+import drivers.mqtt as dec
 from tests.harness import GatewayProcess
 from tests.mqtt_helpers import Publisher
 from tests.processes import free_port

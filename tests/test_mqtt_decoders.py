@@ -14,8 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import drivers.mqtt as dec
 from drivers.mqtt import InboundMessage, TopicTemplateError, parse_template
-from drivers.mqtt import _decoders as dec
+from drivers.mqtt._decoders import _MAX_NS, _MIN_NS
 from gateway.config import load_site
 from gateway.errors import ConfigError
 from gateway.ingest import MqttIngest
@@ -160,7 +161,7 @@ def _check(decoder: dec.Decoder, payload: bytes) -> None:
         return
     assert len(out.fields) == len(set(out.fields)) == len(out.values) > 0
     assert all(math.isnan(v) or math.isfinite(v) for v in out.values) and any(v == v for v in out.values)
-    assert out.ts_ns is None or dec._MIN_NS <= out.ts_ns < dec._MAX_NS
+    assert out.ts_ns is None or _MIN_NS <= out.ts_ns < _MAX_NS
 
 
 @settings(max_examples=300, deadline=None)

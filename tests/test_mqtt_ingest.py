@@ -79,8 +79,8 @@ async def test_templates_and_every_decoder_through_the_broker(mosquitto, tmp_pat
     assert vals == {"switch0_p_kw": 1.5, "switch0_v_v": 230.1, "switch0_e_import_kwh": 2.5, "switch0_temp_c": 40.0}
     assert rows[("misc", tags(building="b2", device="pump"))] == [(TS * 10**9 + 5_000_000,
                                                                    {"flow_m3h": 2.5, "on": 1.0})]
-    assert stats["ignored"] == 1 and stats["qos0"] == 1 and stats["qos1"] == 5 and stats["dead_lettered"] == 0
-    assert stats["acked"] == 5  # QoS 1 messages acknowledged, the QoS 0 one counted apart
+    assert stats.ignored == 1 and stats.qos0 == 1 and stats.qos1 == 5 and stats.dead_lettered == 0
+    assert stats.acked == 5  # QoS 1 messages acknowledged, the QoS 0 one counted apart
 
 
 @pytest.mark.services
@@ -107,8 +107,8 @@ async def test_bad_payloads_are_dead_lettered_and_the_subscription_continues(mos
     assert "UTF-8" in dead[0].reason and "p_kw: unusable value 'high'" in dead[1].reason
     assert "ISO 8601" in dead[2].reason and "finite" in dead[3].reason
     assert dead[0].payload == b"\xff\xfe not json"
-    assert stats["rejected_by_topic"] == {"pedf/b/m1/telemetry": 3, "sensors/x/temp_c": 1}
-    assert stats["acked"] == 5  # rejected messages are acknowledged too: nothing stalls
+    assert stats.rejected_by_topic == {"pedf/b/m1/telemetry": 3, "sensors/x/temp_c": 1}
+    assert stats.acked == 5  # rejected messages are acknowledged too: nothing stalls
     assert await asyncio.to_thread(cli.main, ["deadletter", "list", "--journal", str(tmp_path / "j.db")]) == 0
     out = capsys.readouterr().out
     assert "4 dead-lettered payload(s)" in out and "sensors/x/temp_c" in out and "0 dead-lettered line(s)" in out

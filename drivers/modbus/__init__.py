@@ -8,9 +8,10 @@ Imports: the standard library, pymodbus, pysunspec2, numpy and :mod:`drivers.err
 from __future__ import annotations
 
 from drivers.errors import ProfileError, SunSpecError
-from drivers.modbus._client import DeviceStats, ModbusDeviceSpec, ModbusPoller, SerialLink, TcpLink
+from drivers.modbus._client import ModbusPoller
 from drivers.modbus._codec import DeviceDecoder, encode_write
-from drivers.modbus._link import line_key
+from drivers.modbus._device import DeviceStats, ModbusDeviceSpec
+from drivers.modbus._link import SerialLink, TcpLink, line_key
 from drivers.modbus._plan import ReadRequest, RequestPlan, plan_requests
 from drivers.modbus._points import FieldKind, Point
 from drivers.modbus._profiles import Hole, Profile, available_profiles, load_profile, sunspec_field_maps

@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 from drivers.errors import DecodeError, MqttConnectError, MqttError, TopicTemplateError
 from drivers.mqtt._decoders import (
+    MAX_PAYLOAD_BYTES,
     Decoded,
     Decoder,
     FieldMapping,
     Ignored,
     TimestampSpec,
     json_decoder,
-    kv_decoder,
     number_decoder,
     parse_path,
-    shelly_decoder,
-    tasmota_decoder,
+    parse_timestamp,
 )
 from drivers.mqtt._topics import TopicTemplate, parse_template
+from drivers.mqtt._vendor_decoders import kv_decoder, shelly_decoder, tasmota_decoder
 
 if TYPE_CHECKING:
     from drivers.mqtt._source import BrokerEndpoint, InboundMessage, MqttSource, SourceStats
@@ -41,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "MAX_PAYLOAD_BYTES",
     "BrokerEndpoint",
     "DecodeError",
     "Decoded",
@@ -60,6 +61,7 @@ __all__ = [
     "number_decoder",
     "parse_path",
     "parse_template",
+    "parse_timestamp",
     "shelly_decoder",
     "tasmota_decoder",
 ]

@@ -3,7 +3,7 @@
 A device's class (its profile's device_class) says what it is; for a meter, the site file's role
 says where it sits (grid connection, AC loads, PV output, DC loads; physics.py topology).  Fields are
 the profile's point names with engineering values in the points' units.  Sign
-convention (drivers/profiles/README.md): p_kw is + for import at meters, consumption at loads,
+convention (drivers/modbus/profiles/README.md): p_kw is + for import at meters, consumption at loads,
 discharge at the battery, generation at PV, AC→DC at the grid converter.
 """
 
@@ -180,7 +180,7 @@ def dc_load_meter(m: BuildingModel) -> Fields:
     return f
 
 
-#: a meter's position in the building, by the site file's role names (gateway/config.py DeviceRole)
+#: a meter's position in the building, by the site file's role names (drivers/balance.py DeviceRole)
 METER_ROLES: Final[dict[str, Callable[[BuildingModel], Fields]]] = {
     "grid_meter": grid_meter,
     "ac_load": ac_load_meter,

@@ -13,10 +13,10 @@ Days and months are site-local (DOMAIN.md §7 "Intervals"); intervals are labell
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from analytics.localtime import local_date, local_day_start_ns, local_month, parse_local
 from gateway.analysis._channels import BuildingChannels, DeviceReadings, battery_soc, building_channels
 from gateway.analysis._kpis import (
     CertificatePool,
@@ -24,33 +24,32 @@ from gateway.analysis._kpis import (
     balance_fields,
     emission_fields,
     envelope_fields,
-    local_month,
     period_label,
     series_key,
 )
 from gateway.analysis._results import Analysis, Record
 from gateway.config import AnalyticsSection, BatterySection, Site
+from gateway.errors import AnalysisInputError
 from gateway.series import Sample
 from gateway.sinks import LineEncoder
 
 
 def parse_time(text: str, tz: str) -> int:
     """A date (local midnight) or ISO 8601 time; without an offset it is the site's local time."""
-    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=ZoneInfo(tz))
-    return int(value.timestamp()) * 10**9 + value.microsecond * 1000
+    try:
+        return parse_local(text, tz)
+    except ValueError as exc:
+        raise AnalysisInputError(f"not a date or ISO 8601 time: {text!r}") from exc
 
 
 def local_days(start_ns: int, end_ns: int, tz: str) -> list[tuple[str, int, int]]:
     """Site-local days overlapping [start, end): (date, first ns, end ns), clipped to the period."""
-    zone = ZoneInfo(tz)
-    day = dt.datetime.fromtimestamp(start_ns / 1e9, zone).date()
+    day = local_date(start_ns, tz)
     out = []
     while True:
-        a = int(dt.datetime(day.year, day.month, day.day, tzinfo=zone).timestamp()) * 10**9
+        a = local_day_start_ns(day, tz)
         nxt = day + dt.timedelta(days=1)
-        b = int(dt.datetime(nxt.year, nxt.month, nxt.day, tzinfo=zone).timestamp()) * 10**9
+        b = local_day_start_ns(nxt, tz)
         if a >= end_ns:
             return out
         out.append((day.isoformat(), max(a, start_ns), min(b, end_ns)))
@@ -160,7 +159,7 @@ def _flexibility(site: Site, readings: list[DeviceReadings], result: Analysis,
 
 
 def records_as_samples(records: list[Record]) -> tuple[dict[int, object], list[Sample]]:
-    """Records as (series key by id, samples) for :class:`gateway.sinks._lineprotocol.LineEncoder`."""
+    """Records as (series key by id, samples) for :class:`gateway.sinks.LineEncoder`."""
     ids: dict[object, int] = {}
     keys: dict[int, object] = {}
     samples = []

@@ -16,13 +16,11 @@ Every result records its factor labels (regime/region/data year) as tags.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from analytics import BatterySpec, GridFactor, battery_envelope, energy_balance, grid_factor, scope2
+from analytics import BatterySpec, GridFactor, battery_envelope, energy_balance, grid_factor, local_month, scope2
 from gateway.analysis._channels import BuildingChannels
 from gateway.config import AnalyticsSection, BatterySection, factor_region
 from gateway.errors import AnalysisInputError
@@ -147,10 +145,6 @@ class CertificatePool:
 
     def use(self, month: str, kwh: float) -> None:
         self.used_kwh[month] = self.used_kwh.get(month, 0.0) + kwh
-
-
-def local_month(ts_ns: int, tz: str) -> str:
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, ZoneInfo(tz)).strftime("%Y-%m")
 
 
 def emission_fields(ch: BuildingChannels, sel: slice, choice: FactorSet, pool: CertificatePool,

@@ -23,13 +23,12 @@ never zeros.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import time
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from analytics.localtime import local_date, local_day_start_ns, local_month
 from gateway.analysis._channels import battery_soc, building_channels
 from gateway.analysis._kpis import (
     CertificatePool,
@@ -82,9 +81,7 @@ class LiveAnalytics:
 
     async def restore_certificate_use(self, now_ns: int) -> None:
         """Certificates already used this month, from this component's own samples in the journal."""
-        zone = ZoneInfo(self.tz)
-        local = dt.datetime.fromtimestamp(now_ns / 1e9, zone)
-        month_start = int(dt.datetime(local.year, local.month, 1, tzinfo=zone).timestamp()) * 10**9
+        month_start = local_day_start_ns(local_date(now_ns, self.tz).replace(day=1), self.tz)
         for arrays in await self.journal.query(None, month_start, now_ns):
             key = self.journal.series(arrays.series_id)
             tags = dict(key.tags)
@@ -94,7 +91,7 @@ class LiveAnalytics:
                     or tags != self._emission_tags(tags["building"])):
                 continue
             used = np.nansum(arrays.values[:, key.fields.index("certificates_covered_kwh")])
-            self.pools[tags["building"]].use(local.strftime("%Y-%m"), float(used))
+            self.pools[tags["building"]].use(local_month(now_ns, self.tz), float(used))
 
     async def compute(self, start_ns: int, end_ns: int) -> int:
         """KPIs of the interval [start_ns, end_ns) appended to the journal; returns samples appended."""

@@ -71,7 +71,7 @@ def device_wraps(device: Device | None) -> dict[str, float]:
 
 
 async def load_journal(journal, site: Site, start_ns: int, end_ns: int) -> list[DeviceReadings]:
-    """Readings of the site's devices from an open :class:`gateway.journal._journal.Journal`."""
+    """Readings of the site's devices from an open :class:`gateway.journal.Journal`."""
     devices = {d.name: d for d in site.devices}
     out = []
     for arrays in await journal.query(None, start_ns, end_ns):

@@ -1,5 +1,5 @@
 """Tables (CSV), PNG plots (matplotlib, Agg backend: no display on a site box) and a Markdown or HTML
-report of an :class:`gateway.analysis._batch.Analysis`.
+report of an :class:`gateway.analysis.Analysis`.
 
 The report states every choice its figures depend on: the factor set, region and data year of
 each building, the residual factor, the certificate matching, the interval, the balance
@@ -9,13 +9,12 @@ conventions (DOMAIN.md §2, §3, §7), and the notes the computation raised.
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import html
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from analytics.localtime import local_iso
 from gateway.analysis._kpis import horizon_label
 from gateway.analysis._results import Analysis, output_paths
 
@@ -43,7 +42,7 @@ def _write_csv(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 
 def _iso(ts_ns: int, tz: str) -> str:
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, ZoneInfo(tz)).isoformat()
+    return local_iso(ts_ns, tz)
 
 
 def flex_summary(a: Analysis) -> list[dict]:

@@ -1,4 +1,12 @@
-"""TODO docstring."""
+"""The site file: its schema (pydantic models with one strict base), its resolution into devices
+(profiles and templates stamped out, overrides applied) and YAML loading that keeps every node's
+line, so that an error names the file, the line and the field.
+
+What other packages may use is named here; the ``_`` modules are private.
+Imports: :mod:`drivers` (profiles, points, MQTT topic templates, device roles), :mod:`gateway.errors`,
+:mod:`gateway.series`, and :mod:`analytics` for factor names (loaded when an ``analytics:`` section
+is checked).
+"""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 
 Shapes are checked by pydantic; :func:`check_mqtt` does the checks that span the file (a building
 named by a subscription exists, templates parse, a decoder has the mapping it needs) and reports
-``file:line: field.path: message`` like the rest of the site file (gateway/config.py).
+``file:line: field.path: message`` like the rest of the site file (gateway/config/_schema.py).
 """
 
 from __future__ import annotations

@@ -54,9 +54,8 @@ class GatewayStatus:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> GatewayStatus:
-        mqtt = doc.get("mqtt") or {}
-        plain = {k: v for k, v in doc.items() if k != "mqtt"}
-        status = _build(cls, plain | {"mqtt": {}})
+        mqtt = doc["mqtt"]
+        status = _build(cls, doc, skip=("mqtt",))
         return dataclasses.replace(status, mqtt=MqttStatus(
             ingest=_build(IngestStats, mqtt["mqtt"]) if "mqtt" in mqtt else None,
             publish=_build(PublisherStats, mqtt["mqtt_publish"]) if "mqtt_publish" in mqtt else None))
@@ -72,11 +71,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build(cls: type[T], doc: dict[str, Any]) -> T:
+def _build(cls: type[T], doc: dict[str, Any], skip: tuple[str, ...] = ()) -> T:
     """A dataclass from its JSON form, by its type hints; raises ``KeyError`` for a missing field."""
     hints = typing.get_type_hints(cls)
     kwargs = {f.name: _coerce(hints[f.name], doc[f.name]) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-              if f.init}
+              if f.init and f.name not in skip}
     return cls(**kwargs)
 
 

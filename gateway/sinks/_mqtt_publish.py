@@ -28,6 +28,7 @@ from typing import NoReturn
 
 import aiomqtt
 
+from drivers.backoff import Backoff
 from drivers.tls import client_context
 from gateway.config import MqttBroker, MqttPublish, Site
 from gateway.errors import SinkUnavailable
@@ -91,6 +92,7 @@ class MqttPublisher:
         self._series_of: Journal | None = None
         self._client: aiomqtt.Client | None = None
         self._connection: contextlib.AsyncExitStack | None = None
+        self._connecting = asyncio.Lock()
         self.published = self.discovery = self.connects = self.failures = 0
         self.last_error = ""
 
@@ -113,9 +115,13 @@ class MqttPublisher:
             protocol=aiomqtt.ProtocolVersion.V5 if self.mqtt5 else aiomqtt.ProtocolVersion.V311,
             will=aiomqtt.Will(self.status_topic, "offline", qos=1, retain=True))
 
-    async def _connected(self) -> aiomqtt.Client:
-        if self._client is not None:
-            return self._client
+    async def connected(self) -> aiomqtt.Client:
+        async with self._connecting:  # the presence task and a batch may both find no connection
+            if self._client is not None:
+                return self._client
+            return await self._connect()
+
+    async def _connect(self) -> aiomqtt.Client:
         stack = contextlib.AsyncExitStack()
         try:
             client = await stack.enter_async_context(self._make_client())
@@ -137,7 +143,7 @@ class MqttPublisher:
         raise SinkUnavailable(self.last_error) from None
 
     async def write_rows(self, rows: Sequence[JournalRow]) -> int:
-        client = await self._connected()
+        client = await self.connected()
         changed = self._fold(rows)
         sent = 0
         try:
@@ -229,7 +235,24 @@ class MqttSink:
                                  backoff_initial_s=0.5, backoff_max_s=max(0.5, reconnect_max_s))
 
     async def run(self) -> None:
-        await self.delivery.run()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._stay_connected(), name=f"{self.name} presence")
+            group.create_task(self.delivery.run(), name=f"{self.name} delivery")
+
+    async def _stay_connected(self) -> None:
+        """Be connected (and so ``online``) even while no rows arrive; a lost connection found by a
+        publish is opened again here within a second, or with backoff while the broker is away."""
+        backoff = Backoff(0.5, self.delivery.backoff_max_s)
+        while True:
+            try:
+                await self.publisher.connected()
+            except SinkUnavailable as exc:
+                delay = backoff.next_delay()
+                log.warning("MQTT publish: %s; retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            await asyncio.sleep(1.0)
 
     def stats(self) -> PublisherStats:
         p, d = self.publisher, self.delivery.stats()
