@@ -161,7 +161,8 @@ def unparented_tasks(root: Path = ROOT) -> list[str]:
 
 
 def undocumented_catch_alls(root: Path = ROOT) -> list[str]:
-    """``except Exception``/``BaseException``/bare ``except`` without a ``backstop`` comment saying why."""
+    """``except Exception``/``BaseException``/bare ``except`` that does not re-raise and has no
+    ``backstop`` comment (on its line or the three above) saying why."""
     out = []
     for name, path in source_modules(root).items():
         lines = path.read_text().splitlines()
@@ -173,6 +174,8 @@ def undocumented_catch_alls(root: Path = ROOT) -> list[str]:
                 [] if caught is None else [ast.unparse(caught)]
             if caught is not None and not {"Exception", "BaseException"} & set(names):
                 continue
+            if node.body and isinstance(node.body[-1], ast.Raise) and node.body[-1].exc is None:
+                continue  # clean up and re-raise: nothing is swallowed
             around = " ".join(lines[max(0, node.lineno - 4):node.lineno])  # the except line and 3 above
             if "backstop" not in around:
                 out.append(f"{name}:{node.lineno}")
@@ -185,7 +188,8 @@ def test_catch_alls_are_documented_backstops() -> None:
 
 def test_an_undocumented_catch_all_is_found(tmp_path: Path) -> None:
     root = _tree(tmp_path, {"gateway/m.py": "try:\n    pass\nexcept Exception:\n    pass\n"
-                                            "try:\n    pass\nexcept (OSError, Exception):  # backstop: why\n    pass\n"})
+                                            "try:\n    pass\nexcept (OSError, Exception):  # backstop: why\n    pass\n"
+                                            "try:\n    pass\nexcept BaseException:\n    print()\n    raise\n"})
     assert undocumented_catch_alls(root) == ["gateway.m:3"]
 
 

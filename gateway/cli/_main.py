@@ -12,7 +12,7 @@ import sys
 import urllib.error
 import urllib.request
 
-from gateway.errors import ConfigError, PedfError
+from gateway.errors import ConfigError, JournalError, PedfError
 from gateway.logs import setup_logging
 
 
@@ -84,8 +84,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         await gateway.run(stop, on_ready=ready)
 
-    asyncio.run(main())
-    return 0
+    failed = False
+    try:
+        asyncio.run(main())
+    except* JournalError as group:  # the journal cannot commit: nothing can be acknowledged, stop
+        for exc in group.exceptions:
+            logging.getLogger("pedf.gateway").error("stopped: %s", exc)
+        failed = True
+    return 2 if failed else 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

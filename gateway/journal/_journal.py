@@ -92,7 +92,7 @@ class Journal:
         self.log = logger or logging.getLogger("pedf.journal")
         self._db: sqlite3.Connection | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._tasks: asyncio.TaskGroup | None = None
+        self._task_group: asyncio.TaskGroup | None = None
         self._series = SeriesCatalog()
         self._samples = SampleStore(max_bytes, self.log)
         self._cursors = CursorStore(self._samples)
@@ -123,7 +123,7 @@ class Journal:
 
     # -- lifecycle: the writer is a child of the task that opens the journal (module docstring) -----
     async def __aenter__(self) -> Journal:
-        if self._tasks is not None:
+        if self._task_group is not None:
             raise JournalError("journal is already open")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         try:
@@ -132,10 +132,10 @@ class Journal:
             self._pool.shutdown(wait=True)
             self._pool = None
             raise
-        self._tasks = asyncio.TaskGroup()
-        await self._tasks.__aenter__()
+        self._task_group = asyncio.TaskGroup()
+        await self._task_group.__aenter__()
         self._writer.start()
-        self._tasks.create_task(self._writer.run(), name="journal-writer")
+        self._task_group.create_task(self._writer.run(), name="journal-writer")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -148,7 +148,7 @@ class Journal:
     async def close(self) -> None:
         """Commit what is pending, then close; appends after this fail.  Raises the writer's
         ``JournalError`` if it stopped; a second call has nothing to do."""
-        tasks, self._tasks = self._tasks, None
+        tasks, self._task_group = self._task_group, None
         try:
             if tasks is not None:
                 self._writer.stop()
@@ -234,7 +234,7 @@ class Journal:
                 last = self._samples.drop_oldest(db, self._cursors.delivered_upto())
                 if last is not None:
                     self._cursors.after_drop(db, last)
-        except Exception as exc:
+        except Exception as exc:  # backstop: the rows are committed; whatever broke after stops the writer
             return first, exc
         return first, None
 

@@ -92,7 +92,7 @@ class GroupCommitWriter:
                     await asyncio.sleep(self.interval_s)
                 self._wake.clear()
                 await self._flush()
-        except Exception as exc:
+        except Exception as exc:  # backstop: whatever ends the loop stops the writer loudly, futures failed
             raise self._halt(JournalError(f"journal writer stopped: {exc}"), exc) from exc
         except BaseException as exc:  # cancelled mid-commit: the thread may yet commit, but unconfirmed
             self._halt(JournalError(f"journal writer stopped: {type(exc).__name__} before a commit was confirmed"),
