@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 import drivers.mqtt as dec
-from tests.harness import GatewayProcess
+from tests.harness import GatewayProcess, wait_until
 from tests.mqtt_helpers import Publisher
 from tests.processes import free_port
 from tests.servers import InfluxD, Mosquitto
@@ -78,6 +78,10 @@ def committed(gw: GatewayProcess) -> int:
     return int(gw.status()["mqtt"]["mqtt"]["committed"])
 
 
+def subscribed(gw: GatewayProcess) -> bool:
+    return bool(gw.status()["mqtt"]["mqtt"]["connection"]["subscribed"])
+
+
 def bench_end_to_end(work: Path, n: int, rate: float, seconds: float, protocol: str) -> dict[str, float]:
     out: dict[str, float] = {}
     with Mosquitto(work / "mosq", extra_config=f"max_queued_messages {n + 10000}\n") as mq, \
@@ -86,6 +90,8 @@ def bench_end_to_end(work: Path, n: int, rate: float, seconds: float, protocol: 
         first = free_port()
         site = write_site(work / "session.yaml", work / "journal.db", first, mq.port, influxd.url, protocol)
         with GatewayProcess(work, site, first, name="session") as gw:  # creates the persistent session
+            # "ready" comes before the subscription: stopping at once could leave a session without it
+            wait_until(lambda: subscribed(gw), 30, interval=0.05, what="the gateway's subscription")
             gw.terminate()
         api = free_port()
         site = write_site(work / "site.yaml", work / "journal.db", api, mq.port, influxd.url, protocol)
