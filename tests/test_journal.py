@@ -169,6 +169,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.services
 async def test_every_acknowledged_seq_survives_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(path)], stdout=subprocess.PIPE, text=True,

@@ -61,6 +61,13 @@ def committed(gw: GatewayProcess) -> int:
         return 0
 
 
+def outstanding(gw: GatewayProcess) -> int:
+    try:
+        return gw.status()["mqtt"]["mqtt"]["outstanding"]
+    except OSError:
+        return 0
+
+
 def wait(gw: GatewayProcess, pub: Publisher, predicate, what: str, timeout: float = 120) -> None:
     try:
         wait_until(predicate, timeout, what=what)
@@ -98,7 +105,8 @@ def test_every_message_survives_a_broker_restart_and_a_gateway_kill(tmp_path: Pa
         thread.start()
         wait(gw, pub, lambda: committed(gw) >= N // 5, "a fifth committed")
         mosquitto.restart()  # SIGTERM: the broker saves sessions and queues, then starts again
-        wait(gw, pub, lambda: committed(gw) >= N // 2, "half committed after the broker restart")
+        # kill while messages are received and not yet acknowledged, so the broker has some to redeliver
+        wait(gw, pub, lambda: committed(gw) >= N // 2 and outstanding(gw) > 0, "half committed, more in flight")
         gw.kill()  # SIGKILL with a 200 ms group open: received, not committed, not acknowledged
         before_restart = journal_distinct(journal)
         gw.start()
