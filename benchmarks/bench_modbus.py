@@ -37,10 +37,11 @@ def _influx_count(influxd: InfluxD) -> int:
     return int(rows[0]["count"]) if rows else 0
 
 
-def measure_gateway(work: Path, influxd: InfluxD, n: int, seconds: float, interval: float) -> dict:
+def measure_gateway(work: Path, influxd: InfluxD, n: int, seconds: float, interval: float,
+                    profile: str = "bench60") -> dict:
     influxd.query('DROP DATABASE "pedf"')
     influxd.create_database("pedf")
-    devices = [{"name": f"d{i:04d}", "profile": "bench60", "port": free_port()} for i in range(n)]
+    devices = [{"name": f"d{i:04d}", "profile": profile, "port": free_port()} for i in range(n)]
     api_port = free_port()
     site = write_site(
         work / f"site-{n}.yaml",
@@ -75,7 +76,9 @@ def measure_gateway(work: Path, influxd: InfluxD, n: int, seconds: float, interv
         "cpu_s_per_1000_polls": 1000 * cpu / polls,
         "core_pct": 100 * cpu / (t1 - t0),
         "peak_rss_mb": peak_rss,
-        "overruns": st1["overruns"],
+        "overruns": st1["overruns"] - st0["overruns"],
+        "skipped_slots": sum(d["overruns"] for d in st1["devices"].values())
+        - sum(d["overruns"] for d in st0["devices"].values()),
         "committed": committed,
         "in_influxd": in_influx,
         "verified": in_influx == committed,
@@ -113,44 +116,59 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seconds", type=float)
+    ap.add_argument("--profile", action="append", choices=["bench60", "bench60u16"],
+                    help="bench60: 30 float32 fields (default); bench60u16: the same 60 registers as 60 uint16 fields")
+    ap.add_argument("--sizes", type=int, nargs="+")
     args = ap.parse_args()
-    sizes = [50, 200] if args.quick else [100, 1000]
+    profiles = args.profile or ["bench60"]
+    sizes = args.sizes or ([50, 200] if args.quick else [100, 1000])
     seconds = args.seconds or (10.0 if args.quick else 30.0)
     rows = []
     with tempfile.TemporaryDirectory(prefix="pedf-bench-") as tmp:
         work = Path(tmp)
         with InfluxD(work / "influxd") as influxd:
             for n in sizes:
-                g = measure_gateway(work, influxd, n, seconds, 1.0)
                 b = measure_bare(work, n, seconds)
-                rows.append((g, b))
-                print(
-                    f"{n} devices: gateway {g['cpu_s_per_1000_polls']:.3f} CPU-s/1000 polls, "
-                    f"bare pymodbus {b['cpu_s_per_1000_polls']:.3f}",
-                    flush=True,
-                )
-            sat = measure_gateway(work, influxd, sizes[-1], seconds, 0.2)
+                for profile in profiles:
+                    g = measure_gateway(work, influxd, n, seconds, 1.0, profile)
+                    g["profile"] = profile
+                    rows.append((g, b))
+                    print(
+                        f"{n} devices, {profile}: gateway {g['cpu_s_per_1000_polls']:.3f} CPU-s/1000 polls, "
+                        f"bare pymodbus {b['cpu_s_per_1000_polls']:.3f}",
+                        flush=True,
+                    )
+            sats = []
+            for profile in profiles:
+                sat = measure_gateway(work, influxd, sizes[-1], seconds, 0.2, profile)
+                sat["profile"] = profile
+                sats.append(sat)
     print(
-        "\n| devices | interval | polls/s | gateway CPU-s / 1,000 polls | % of a core | peak RSS MB | bare pymodbus "
-        "CPU-s / 1,000 polls | ratio | every sample in influxd |"
+        "\n| devices | profile | interval | polls/s | gateway CPU-s / 1,000 polls | % of a core | peak RSS MB | bare pymodbus "
+        "CPU-s / 1,000 polls | ratio | every sample in influxd | clean stop |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for g, b in rows:
         print(
-            f"| {g['devices']} | {g['interval_s']:g} s | {g['polls_per_s']:.0f} | {g['cpu_s_per_1000_polls']:.3f} | "
+            f"| {g['devices']} | {g['profile']} | {g['interval_s']:g} s | {g['polls_per_s']:.0f} | "
+            f"{g['cpu_s_per_1000_polls']:.3f} | "
             f"{g['core_pct']:.1f} | {g['peak_rss_mb']:.0f} | {b['cpu_s_per_1000_polls']:.3f} | "
             f"{g['cpu_s_per_1000_polls'] / b['cpu_s_per_1000_polls']:.2f} | {g['verified']} ({g['in_influxd']}) | "
             f"{g['clean_stop']} |"
         )
-    print(
-        f"| {sat['devices']} | {sat['interval_s']:g} s | {sat['polls_per_s']:.0f} | {sat['cpu_s_per_1000_polls']:.3f} | "
-        f"{sat['core_pct']:.1f} | {sat['peak_rss_mb']:.0f} | - | - | {sat['verified']} ({sat['in_influxd']}) | {sat['clean_stop']} |"
-    )
-    print(
-        f"\nmax device-polls/s on one core (1 / CPU-s per poll of the fastest run): "
-        f"{1000 / sat['cpu_s_per_1000_polls']:.0f}; "
-        f"overruns at {sat['interval_s']:g} s: {sat['overruns']}"
-    )
+    for sat in sats:
+        print(
+            f"| {sat['devices']} | {sat['profile']} | {sat['interval_s']:g} s | {sat['polls_per_s']:.0f} | "
+            f"{sat['cpu_s_per_1000_polls']:.3f} | {sat['core_pct']:.1f} | {sat['peak_rss_mb']:.0f} | - | - | "
+            f"{sat['verified']} ({sat['in_influxd']}) | {sat['clean_stop']} |"
+        )
+    for sat in sats:
+        print(
+            f"\n{sat['profile']}: max device-polls/s on one core (1 / CPU-s per poll of the fastest run): "
+            f"{1000 / sat['cpu_s_per_1000_polls']:.0f}; polls/s reached at {sat['interval_s']:g} s: "
+            f"{sat['polls_per_s']:.0f} of {sat['devices'] / sat['interval_s']:.0f}; skipped slots: "
+            f"{sat['skipped_slots']}; dropped for the journal: {sat['overruns']}"
+        )
 
 
 if __name__ == "__main__":

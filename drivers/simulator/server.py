@@ -47,7 +47,7 @@ from drivers.simulator.physics import BuildingModel, SiteParams
 
 FAULTS: Final = ("timeout", "exception2", "drop")
 #: profiles served as a fixed image (point k holds the value k): benchmarks measure the server, not physics
-STATIC_PROFILES: Final = frozenset({"bench60"})
+STATIC_PROFILES: Final = frozenset({"bench60", "bench60u16", "bench60_meter"})
 READ_CODES: Final = (3, 4)
 
 

@@ -11,7 +11,7 @@ Imports: :mod:`analytics`, :mod:`drivers` (the balance terms), :mod:`gateway.con
 from __future__ import annotations
 
 from gateway.analysis._command import load_readings, run_analyze
-from gateway.analysis._live import LiveAnalytics
+from gateway.analysis._live import IntervalKpis
 from gateway.analysis._results import Analysis, Record
 
-__all__ = ["Analysis", "LiveAnalytics", "Record", "load_readings", "run_analyze"]
+__all__ = ["Analysis", "IntervalKpis", "Record", "load_readings", "run_analyze"]

@@ -19,7 +19,7 @@ from gateway.analysis._report import render
 from gateway.analysis._results import Analysis
 from gateway.config import InfluxV1Sink, Site
 from gateway.errors import AnalysisInputError
-from gateway.journal import Journal
+from gateway.journal import JournalReader
 from gateway.sinks import InfluxV1Writer, LineWriter, make_writer
 
 
@@ -41,8 +41,8 @@ async def load_readings(site: Site, source: str, start_ns: int, end_ns: int, *, 
         path = Path(journal_path or site.config.journal.path)
         if not path.is_file():
             raise AnalysisInputError(f"no journal at {path}")
-        async with Journal(path) as journal:
-            return await loaders.load_journal(journal, site, start_ns, end_ns)
+        with JournalReader(path) as reader:  # read-only: a running gateway may be writing it
+            return loaders.load_reader(reader, site, start_ns, end_ns)
     if kind in ("csv", "parquet"):
         if not path:
             raise AnalysisInputError(f"--source {kind}:PATH needs a path")

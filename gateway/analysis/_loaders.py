@@ -23,9 +23,11 @@ from typing import TextIO
 
 import numpy as np
 
+from drivers.balance import BALANCE_TERMS, SOC_FIELD
 from gateway.analysis._channels import NEEDED_FIELDS, DeviceReadings, merge_readings
 from gateway.config import Device, Site
 from gateway.errors import AnalysisInputError
+from gateway.journal import JournalReader
 
 NS_PER_DAY = 86_400 * 10**9
 
@@ -57,6 +59,9 @@ class Progress:
         self.stream.flush()
 
 
+BALANCE_ROLES = frozenset(term.role for term in BALANCE_TERMS)
+
+
 def device_wraps(device: Device | None) -> dict[str, float]:
     """Counter field → wrap [kWh] of a site device (``Point.counter_wrap``); float counters do not wrap."""
     if device is None:
@@ -70,18 +75,23 @@ def device_wraps(device: Device | None) -> dict[str, float]:
     return out
 
 
-async def load_journal(journal, site: Site, start_ns: int, end_ns: int) -> list[DeviceReadings]:
-    """Readings of the site's devices from an open :class:`gateway.journal.Journal`."""
+def load_reader(reader: JournalReader, site: Site, start_ns: int, end_ns: int) -> list[DeviceReadings]:
+    """Readings of the site's devices from a journal: only the series of devices that feed the balance
+    (or report a state of charge), only their balance fields, only the period's rows (the journal's
+    ``(series_id, ts_ns)`` index)."""
+    reader.refresh()
     devices = {d.name: d for d in site.devices}
     out = []
-    for arrays in await journal.query(None, start_ns, end_ns):
-        key = journal.series(arrays.series_id)
+    for sid, key in list(reader.series.items()):
         tags = dict(key.tags)
         if tags.get("site") != site.name or not tags.get("device") or not tags.get("role"):
             continue
-        cols = {f: np.ascontiguousarray(arrays.values[:, i]) for i, f in enumerate(key.fields) if f in NEEDED_FIELDS}
-        if cols:
-            out.append(DeviceReadings(tags.get("building", ""), tags["device"], tags["role"], arrays.ts_ns, cols,
+        wanted = [f for f in key.fields if f in NEEDED_FIELDS and (tags["role"] in BALANCE_ROLES or f == SOC_FIELD)]
+        if not wanted:
+            continue
+        ts, cols = reader.columns(sid, wanted, start_ns, end_ns)
+        if ts.size:
+            out.append(DeviceReadings(tags.get("building", ""), tags["device"], tags["role"], ts, cols,
                                       device_wraps(devices.get(tags["device"]))))
     return merge_readings(out)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from gateway.service._deadband import DeadbandFilter
 from gateway.service._gateway import Gateway, GatewayCounters, tune_gc
 from gateway.service._lines import device_spec, line_groups, line_key
+from gateway.service._live import LiveAnalytics, LiveAnalyticsStats
 from gateway.service._status import GatewayStatus, MqttStatus, render_status
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "Gateway",
     "GatewayCounters",
     "GatewayStatus",
+    "LiveAnalytics",
+    "LiveAnalyticsStats",
     "MqttStatus",
     "device_spec",
     "line_groups",

@@ -30,6 +30,7 @@ from gateway.journal import Journal
 from gateway.series import Sample
 from gateway.service._deadband import DeadbandFilter
 from gateway.service._lines import device_spec, line_groups
+from gateway.service._live import LiveAnalytics
 from gateway.service._status import GatewayStatus, MqttStatus
 from gateway.sinks import Delivery, LineEncoder, make_writer
 
@@ -86,6 +87,7 @@ class Gateway:
         self.deliveries: dict[str, Delivery] = {}
         self.mqtt_ingest: MqttIngest | None = None  # when the site has an mqtt: section
         self.mqtt_publish: MqttSink | None = None
+        self.live: LiveAnalytics | None = None  # when the site has an analytics: section
         self._reloads: asyncio.Queue[str | Path | None] = asyncio.Queue()
         self._drained = asyncio.Event()
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
@@ -193,6 +195,9 @@ class Gateway:
 
                 self.mqtt_ingest = mqtt_ingest(self.site, self.journal)
                 self.mqtt_publish = mqtt_publisher(self.site, self.journal)
+            if self.site.config.analytics is not None:  # its kernels are loaded before the first poll
+                self.live = LiveAnalytics(self.site, self.journal)
+                await self.live.start()
             async with asyncio.TaskGroup() as group:
                 self._group = group
                 for key, devices in line_groups(self.site).items():
@@ -203,11 +208,8 @@ class Gateway:
                 source_tasks = [group.create_task(self._reload_loop(), name="reload")]
                 if self.mqtt_ingest is not None:
                     source_tasks.append(group.create_task(self.mqtt_ingest.run(), name="mqtt ingest"))
-                if self.site.config.analytics is not None:
-                    from gateway.analysis import LiveAnalytics
-
-                    # returns once stop is set, so the group can close
-                    group.create_task(LiveAnalytics(self.site, self.journal).run(stop), name="live analytics")
+                if self.live is not None:  # returns once stop is set, so the group can close
+                    group.create_task(self.live.run(stop), name="live analytics")
                 if self.api_enabled:
                     from gateway.service._api import serve_api
 
@@ -259,6 +261,7 @@ class Gateway:
             sinks={name: d.stats() for name, d in self.deliveries.items()},
             mqtt=MqttStatus(ingest=None if self.mqtt_ingest is None else self.mqtt_ingest.stats(),
                             publish=None if self.mqtt_publish is None else self.mqtt_publish.stats()),
+            analytics=None if self.live is None else self.live.stats(),
         )
 
     def status_json(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, Union
 from drivers.modbus import DeviceStats
 from gateway.ingest import IngestStats
 from gateway.journal import JournalStats
+from gateway.service._live import LiveAnalyticsStats
 from gateway.sinks import DeliveryStats, PublisherStats
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ class GatewayStatus:
     journal: JournalStats
     sinks: dict[str, DeliveryStats]
     mqtt: MqttStatus = field(default_factory=MqttStatus)
+    analytics: LiveAnalyticsStats | None = None
 
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "mqtt"}
@@ -144,4 +146,10 @@ def render_status(st: GatewayStatus) -> str:
             f"  mqtt ingest: received {m.received}, committed {m.committed}, acked {m.acked}, "
             f"dead-lettered {m.dead_lettered}, outstanding {m.outstanding}, connected {connected}"
         )
+    if st.analytics is not None:
+        a = st.analytics
+        last = "-" if a.last_close_s is None else f"{a.last_close_s:.2f} s"
+        rss = "-" if a.worker_rss_bytes is None else f"{a.worker_rss_bytes / 1e6:.0f} MB"
+        lines.append(f"  live analytics: {a.intervals_done} intervals, {a.errors} errors, last close {last}, "
+                     f"worker {rss}, last error {a.last_error or '-'}")
     return "\n".join(lines)
