@@ -20,9 +20,10 @@ from typing import Any
 import numba
 import numpy as np
 
+from analytics._units import NS_PER_HOUR
+
 __all__ = ["NS_PER_HOUR", "as_2d", "as_index", "as_rows", "kernel", "per_row", "prange"]
 
-NS_PER_HOUR = 3_600_000_000_000
 prange = numba.prange
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics._numba import NS_PER_HOUR
+from analytics._units import NS_PER_HOUR
 
 __all__ = [
     "BUNDLED_FACTOR_FILES",

@@ -8,10 +8,10 @@ Imports: the standard library, paho-mqtt and :mod:`drivers.errors` only.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from drivers.errors import DecodeError, MqttConnectError, MqttError, TopicTemplateError
+from drivers.lazy import lazy_attributes
 from drivers.mqtt._decoders import (
     MAX_PAYLOAD_BYTES,
     Decoded,
@@ -32,12 +32,7 @@ if TYPE_CHECKING:
 
 _LAZY = {name: "drivers.mqtt._source" for name in ("BrokerEndpoint", "InboundMessage", "MqttSource", "SourceStats")}
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ All with tags ``site``, ``building`` and ``period`` (ISO 8601 duration of the in
 whose readings are incomplete gets ``complete_intervals=0`` and no energy fields, never zeros.
 
 :class:`IntervalKpis` runs in the analytics worker process (:mod:`gateway.analysis._worker`): it
-reads the interval's rows through its own read-only connection and the ``(series_id, ts_ns)`` index
+reads the interval's rows through its own read-only connection and the journal's time index
 (:class:`gateway.journal.JournalReader`), only the fields the balance needs, and returns the
 records; the gateway appends them to the journal, so every sink delivers them like readings.
 """

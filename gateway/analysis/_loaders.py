@@ -78,21 +78,22 @@ def device_wraps(device: Device | None) -> dict[str, float]:
 def load_reader(reader: JournalReader, site: Site, start_ns: int, end_ns: int) -> list[DeviceReadings]:
     """Readings of the site's devices from a journal: only the series of devices that feed the balance
     (or report a state of charge), only their balance fields, only the period's rows (the journal's
-    ``(series_id, ts_ns)`` index)."""
+    time index)."""
     reader.refresh()
     devices = {d.name: d for d in site.devices}
-    out = []
+    wanted: dict[int, list[str]] = {}
     for sid, key in list(reader.series.items()):
         tags = dict(key.tags)
         if tags.get("site") != site.name or not tags.get("device") or not tags.get("role"):
             continue
-        wanted = [f for f in key.fields if f in NEEDED_FIELDS and (tags["role"] in BALANCE_ROLES or f == SOC_FIELD)]
-        if not wanted:
-            continue
-        ts, cols = reader.columns(sid, wanted, start_ns, end_ns)
-        if ts.size:
-            out.append(DeviceReadings(tags.get("building", ""), tags["device"], tags["role"], ts, cols,
-                                      device_wraps(devices.get(tags["device"]))))
+        fields = [f for f in key.fields if f in NEEDED_FIELDS and (tags["role"] in BALANCE_ROLES or f == SOC_FIELD)]
+        if fields:
+            wanted[sid] = fields
+    out = []
+    for sid, (ts, cols) in reader.interval(wanted, start_ns, end_ns).items():
+        tags = dict(reader.series[sid].tags)
+        out.append(DeviceReadings(tags.get("building", ""), tags["device"], tags["role"], ts, cols,
+                                  device_wraps(devices.get(tags["device"]))))
     return merge_readings(out)
 
 

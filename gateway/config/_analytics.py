@@ -95,7 +95,7 @@ def check_analytics(
     """Cross-checks of the section against the rest of the site; ``problem(loc, message)`` locates one."""
     if section is None:
         return []
-    from analytics import grid_factor
+    from analytics.factors import grid_factor  # numba-free: the gateway process never loads a kernel
 
     out: list[ConfigProblem] = []
     em = section.emissions

@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, measurement TEXT NOT 
     fields TEXT NOT NULL, kinds TEXT NOT NULL, UNIQUE (measurement, tags, fields, kinds));
 CREATE TABLE IF NOT EXISTS samples (seq INTEGER PRIMARY KEY, series_id INTEGER NOT NULL,
     ts_ns INTEGER NOT NULL, vals BLOB NOT NULL, texts TEXT);
-CREATE INDEX IF NOT EXISTS samples_series_ts ON samples (series_id, ts_ns);
+CREATE INDEX IF NOT EXISTS samples_ts ON samples (ts_ns);
 CREATE TABLE IF NOT EXISTS cursors (sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY, sink TEXT NOT NULL, at_ns INTEGER NOT NULL,
     line TEXT NOT NULL, reason TEXT NOT NULL);

@@ -15,9 +15,9 @@ Imports: :mod:`gateway.config`, :mod:`gateway.journal`, :mod:`gateway.series`, :
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from drivers.lazy import lazy_attributes
 from gateway.sinks._delivery import Delivery, DeliveryStats, LineProtocolRows, RowWriter
 from gateway.sinks._factory import make_writer
 from gateway.sinks._lineprotocol import LineEncoder, escape_key, escape_measurement, escape_string_field
@@ -41,12 +41,7 @@ _LAZY = {
     "mqtt_publisher": "gateway.sinks._mqtt_publish",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_attributes(__name__, _LAZY)
 
 
 __all__ = [
