@@ -95,11 +95,11 @@ def main() -> None:
     ap.add_argument("--devices", type=int, default=1000)
     ap.add_argument("--interval-s", type=float, default=900.0)
     ap.add_argument("--closes", type=int, default=2)
-    ap.add_argument("--seconds-off", type=float, default=300.0)
+    ap.add_argument("--seconds-off", type=float, default=300.0, help="0: no run with analytics off")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pedf-bench-live-") as tmp:
         # analytics off first: it fills the wait for the interval boundary the "on" run starts at
-        off = run(Path(tmp), args.devices, None, 0, args.seconds_off)
+        off = run(Path(tmp), args.devices, None, 0, args.seconds_off) if args.seconds_off else None
         print(json.dumps(off, indent=1), flush=True)
         on = run(Path(tmp), args.devices, args.interval_s, args.closes, args.seconds_off)
         print(json.dumps(on, indent=1), flush=True)
@@ -108,6 +108,11 @@ def main() -> None:
         print(f"  close {i}: {c['wall_s']:.2f} s wall, {c['cpu_s']:.2f} s CPU in the worker; worker RSS "
               f"{c['worker_rss_mb']:.0f} MB (peak {c['worker_peak_rss_mb']:.0f} MB); gateway RSS "
               f"{c['gateway_rss_mb']:.0f} MB; {c['rows_in_journal']} rows in the journal")
+    print(f"  skipped poll slots: {on['skipped_slots']} with analytics; polls dropped for the journal: "
+          f"{on['dropped_for_journal']}; gateway CPU per 1,000 polls {on['cpu_s_per_1000_polls']:.3f}; "
+          f"gateway RSS steady / peak {on['steady_rss_mb']:.0f} / {on['peak_rss_mb']:.0f} MB")
+    if off is None:
+        return
     print(f"  skipped poll slots: {on['skipped_slots']} with analytics, {off['skipped_slots']} without; "
           f"polls dropped for the journal: {on['dropped_for_journal']} / {off['dropped_for_journal']}")
     print(f"  gateway CPU per 1,000 polls: {on['cpu_s_per_1000_polls']:.3f} on, {off['cpu_s_per_1000_polls']:.3f} off "
