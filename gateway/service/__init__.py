@@ -8,7 +8,7 @@ Imports: every other part of :mod:`gateway` except the CLI and the demo, and :mo
 from __future__ import annotations
 
 from gateway.service._deadband import DeadbandFilter
-from gateway.service._gateway import Gateway, GatewayCounters, tune_gc
+from gateway.service._gateway import Gateway, tune_gc
 from gateway.service._lines import device_spec, line_groups, line_key
 from gateway.service._live import LiveAnalytics, LiveAnalyticsStats
 from gateway.service._status import GatewayStatus, MqttStatus, render_status
@@ -16,7 +16,6 @@ from gateway.service._status import GatewayStatus, MqttStatus, render_status
 __all__ = [
     "DeadbandFilter",
     "Gateway",
-    "GatewayCounters",
     "GatewayStatus",
     "LiveAnalytics",
     "LiveAnalyticsStats",

@@ -16,7 +16,6 @@ import base64
 import contextlib
 import json
 import logging
-import math
 import pickle
 import sys
 import time
@@ -193,5 +192,5 @@ class LiveAnalytics:
         sid = self._sids.get(key)
         if sid is None:
             sid = self._sids[key] = await self.journal.series_id(key)
-        values = np.array([math.nan if fields[f] is None else fields[f] for f in names], dtype=np.float64)
+        values = np.array([fields[f] for f in names], dtype=np.float64)  # NaN crosses the pipe as NaN
         return self.journal.append(Sample(sid, ts_ns, values))

@@ -100,6 +100,11 @@ class MqttPublisher:
         """The journal whose series keys name the rows' devices."""
         self._series_of = journal
 
+    @property
+    def devices(self) -> int:
+        """Devices with a retained state."""
+        return len(self._latest)
+
     def state_topic(self, building: str, device: str) -> str:
         return f"{self.cfg.topic_prefix}/{self.site}/{building}/{device}/state"
 
@@ -256,7 +261,7 @@ class MqttSink:
 
     def stats(self) -> PublisherStats:
         p, d = self.publisher, self.delivery.stats()
-        return PublisherStats(p.published, p.discovery, p.connects, p.failures, len(p._latest), p.last_error,
+        return PublisherStats(p.published, p.discovery, p.connects, p.failures, p.devices, p.last_error,
                               d.batches, d.retries, d.backlog, d.cursor)
 
 
