@@ -14,6 +14,12 @@ not acknowledge: a fixed client id with MQTT 5 ``clean_start=False`` and Session
 broker's own setting does (mosquitto ``max_inflight_messages``).  Acknowledgements of a connection
 that has since dropped are not sent: packet ids restart with the new connection and the broker
 redelivers those messages anyway (MQTT 5.0 §4.4).
+
+Bounded memory under a hostile publisher: MQTT 5 Maximum Packet Size (§3.1.2.11.4) makes the broker
+discard, not send, a packet larger than ``max_packet_bytes``; and once the messages received but not
+yet taken by the consumer reach ``max_buffered_bytes`` (or ``max_buffered_messages``) the socket is
+not read until they are taken, so the broker and TCP hold the rest instead of our heap (the Receive
+Maximum bounds QoS 1 messages only, and 1,000 messages of 60 KB are 60 MB).
 """
 
 from __future__ import annotations
@@ -86,12 +92,16 @@ class MqttSource:
     def __init__(self, brokers: list[BrokerEndpoint], client_id: str, subscriptions: list[tuple[str, int]], *,
                  mqtt5: bool = True, session_expiry_s: int = 86400, receive_maximum: int = 1000,
                  keepalive_s: int = 30, reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
-                 connect_timeout_s: float = 10.0, logger: logging.Logger | None = None) -> None:
+                 connect_timeout_s: float = 10.0, max_packet_bytes: int | None = None,
+                 max_buffered_bytes: int = 4 << 20, max_buffered_messages: int = 10_000,
+                 logger: logging.Logger | None = None) -> None:
         if not brokers:
             raise ValueError("at least one broker is needed")
         self.brokers, self.client_id, self.subscriptions = brokers, client_id, subscriptions
         self.mqtt5, self.session_expiry_s, self.receive_maximum = mqtt5, session_expiry_s, receive_maximum
         self.keepalive_s, self.connect_timeout_s = keepalive_s, connect_timeout_s
+        self.max_packet_bytes = max_packet_bytes
+        self.max_buffered_bytes, self.max_buffered_messages = max_buffered_bytes, max_buffered_messages
         self.reconnect_min_s, self.reconnect_max_s = reconnect_min_s, reconnect_max_s
         self.log = logger or logging.getLogger("pedf.mqtt")
         self.stats = SourceStats()
@@ -99,6 +109,8 @@ class MqttSource:
         self._client: paho.Client | None = None
         self._generation = 0
         self._batch: list[InboundMessage] = []
+        self._batch_bytes = 0
+        self._paused: tuple[paho.Client, Any, Any] | None = None  # (client, socket, reader) not being read
         self._wake = asyncio.Event()
         self._lost = False
         self._connack: asyncio.Future[tuple[Any, bool]] | None = None
@@ -119,6 +131,7 @@ class MqttSource:
 
     def close(self) -> None:
         client, self._client = self._client, None
+        self._paused = None
         if client is not None:
             sock = client.socket()
             client.disconnect()  # MQTT 5: no Will, session kept (expiry set at connect)
@@ -134,7 +147,8 @@ class MqttSource:
     async def __anext__(self) -> list[InboundMessage]:
         while True:
             if self._batch:
-                batch, self._batch = self._batch, []
+                batch, self._batch, self._batch_bytes = self._batch, [], 0
+                self._resume()
                 return batch
             if self._lost or self._client is None:
                 await self._reconnect()
@@ -203,6 +217,8 @@ class MqttSource:
                 props = Properties(PacketTypes.CONNECT)
                 props.SessionExpiryInterval = self.session_expiry_s
                 props.ReceiveMaximum = self.receive_maximum
+                if self.max_packet_bytes is not None:
+                    props.MaximumPacketSize = self.max_packet_bytes
                 connect = lambda: client.connect(broker.host, broker.port, self.keepalive_s,  # noqa: E731
                                                  clean_start=False, properties=props)
             else:
@@ -297,6 +313,7 @@ class MqttSource:
     def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         self._batch.append(InboundMessage(msg._topic, msg.payload, msg.qos, msg.mid, bool(msg.dup),
                                           self._generation, time.time_ns()))
+        self._batch_bytes += len(msg.payload) + len(msg._topic) + 64
         self.stats.received += 1
         self._wake.set()
 
@@ -307,6 +324,9 @@ class MqttSource:
         def readable() -> None:
             try:
                 while client.loop_read() == paho.MQTT_ERR_SUCCESS and client._sock is not None:
+                    if self._full():  # the consumer is behind: leave the rest with TCP and the broker
+                        self._pause(client, sock, readable)
+                        break
                     tls_pending = getattr(client._sock, "pending", None)  # TLS: decrypted, not yet read
                     if buffer.pending() <= 0 and (tls_pending is None or tls_pending() <= 0):
                         break
@@ -317,6 +337,24 @@ class MqttSource:
                     self._connection_lost(f"read failed: {exc!r}")
 
         self._on_loop(client, sock, lambda: self._loop.add_reader(sock.fileno(), readable))  # type: ignore[union-attr]
+
+    def _full(self) -> bool:
+        return self._batch_bytes >= self.max_buffered_bytes or len(self._batch) >= self.max_buffered_messages
+
+    def _pause(self, client: paho.Client, sock: Any, reader: Any) -> None:
+        if self._paused is None and sock.fileno() >= 0:
+            self._loop.remove_reader(sock.fileno())  # type: ignore[union-attr]
+            self._paused = (client, sock, reader)
+
+    def _resume(self) -> None:
+        """The batch was taken: read the socket again, starting with what paho's buffer holds."""
+        paused, self._paused = self._paused, None
+        if paused is None:
+            return
+        client, sock, reader = paused
+        if client is self._client and client.socket() is sock and sock.fileno() >= 0:
+            self._loop.add_reader(sock.fileno(), reader)  # type: ignore[union-attr]
+            self._loop.call_soon(reader)  # type: ignore[union-attr]
 
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         fd = sock.fileno()

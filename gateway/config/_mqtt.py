@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from drivers.mqtt import TopicTemplateError, parse_path, parse_template
+from drivers.mqtt import MAX_PAYLOAD_BYTES, TopicTemplateError, parse_path, parse_template
 from gateway.config._strict import Strict
 from gateway.errors import ConfigProblem
 
@@ -86,6 +86,18 @@ class MqttPublish(Strict):
     discovery_prefix: str = "homeassistant"
 
 
+class MqttDeadLetters(Strict):
+    """The budget of rejected payloads this source keeps in the journal (oldest dropped, counted)."""
+
+    max_count: int = Field(default=10_000, ge=1, le=10_000_000)
+    max_mb: float = Field(default=16.0, gt=0, le=100_000)
+    keep_bytes: int = Field(default=4096, ge=0, le=MAX_PAYLOAD_BYTES)  # of each payload; its length is kept
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1024 * 1024)
+
+
 class MqttSection(Strict):
     brokers: list[MqttBroker] = Field(default_factory=list)  # tried in order on reconnect
     client_id: str = Field(default="pedf-gateway", min_length=1, max_length=64)
@@ -96,6 +108,9 @@ class MqttSection(Strict):
     reconnect_min_s: float = Field(default=0.5, gt=0)
     reconnect_max_s: float = Field(default=30.0, gt=0)
     dedup_window_s: float = Field(default=600.0, gt=0)
+    max_series: int = Field(default=2000, ge=1, le=1_000_000)  # new series beyond it are dead-lettered
+    max_payload_bytes: int = Field(default=65536, ge=64, le=MAX_PAYLOAD_BYTES)  # refused before decoding
+    dead_letters: MqttDeadLetters = Field(default_factory=MqttDeadLetters)
     subscriptions: list[Subscription] = Field(default_factory=list)
     publish: MqttPublish | None = None
 

@@ -12,6 +12,15 @@ A message stamped with its arrival time (no timestamp in the payload) would beco
 if redelivered after a crash between commit and PUBACK.  Its (topic, payload) BLAKE2b digest and
 first arrival time are committed with the sample (Journal.append ``arrival=``); a redelivery (DUP
 flag, MQTT 5.0 §3.3.1.1) within the window reuses that time, so it overwrites the same point.
+
+Bounded under hostile traffic: whoever can publish to the broker must not be able to grow the
+gateway's memory or journal without limit, nor push genuine readings out of it.  A payload over
+``max_payload_bytes`` is refused before decoding (the MQTT 5 connection also asks the broker for
+packets no larger than that plus room for the topic); a source creates at most ``max_series`` series
+(a message that would create one more is dead-lettered, series the journal already has are always
+accepted); dead letters are stored truncated to ``dead_letters.keep_bytes`` within a count and byte
+budget (gateway/journal/_dead_letters.py); the caches of topics and per-topic counters are capped.
+Every refusal is counted in :class:`IngestStats`.
 """
 
 from __future__ import annotations
@@ -54,10 +63,22 @@ class IngestStats:
     arrival_reused: int
     dropped_qos0: int
     commit_failures: int
+    oversize: int  # refused before decoding: payload over max_payload_bytes
+    series_refused: int  # would have created a series beyond max_series
+    truncated: int  # dead letters stored shortened to keep_bytes
+    dead_letters_dropped: int  # this source's oldest dead letters dropped by its budget
+    series: int  # series this source writes to
     outstanding: int  # received, not yet acknowledged
+    dead_letters_kept: int  # payload dead letters in the journal (all sources)
+    dead_letter_bytes: int
+    dead_letters_dropped_total: int  # by budgets and by the journal's size cap (all sources)
     rejected_by_topic: dict[str, int]  # the 20 topics with most dead letters
     connection: SourceStats | None
-_MAX_TOPICS = 100_000  # topic → route cache entries, and per-topic reject counters, before reset
+
+
+_MAX_REJECT_TOPICS = 1000  # distinct topics counted in rejected_by_topic; the rest under OTHER_TOPICS
+OTHER_TOPICS = "(other topics)"
+_MAX_TOPIC_CHARS = 256  # of a topic kept in a dead letter or a counter
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +130,15 @@ class MqttIngest:
         self.source: MqttSource | None = None
         self.max_outstanding = max_outstanding
         self._topics: dict[bytes, tuple[Route, tuple[tuple[str, str], ...]] | None] = {}
+        self._max_topics = max(1024, 2 * section.max_series)  # route cache entries before a reset
+        self.max_series, self.max_payload_bytes = section.max_series, section.max_payload_bytes
+        self.dead_letter_budget = section.dead_letters
         self._series: dict[tuple[str, tuple[tuple[str, str], ...], tuple[str, ...]], int] = {}
         self._outstanding = 0
         self.rejected_by_topic: dict[str, int] = {}
         self.counters = dict(received=0, qos0=0, qos1=0, samples=0, committed=0, acked=0, dead_lettered=0,
                              ignored=0, field_problems=0, redelivered=0, arrival_reused=0, dropped_qos0=0,
-                             commit_failures=0)
+                             commit_failures=0, oversize=0, series_refused=0, truncated=0, dead_letters_dropped=0)
 
     def make_source(self) -> MqttSource:
         s = self.section
@@ -122,7 +146,9 @@ class MqttIngest:
                           [(r.template.filter, s.subscriptions[r.index].qos) for r in self.routes],
                           mqtt5=s.protocol == "5", session_expiry_s=s.session_expiry_s,
                           receive_maximum=s.receive_maximum, keepalive_s=s.keepalive_s,
-                          reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s, logger=log)
+                          reconnect_min_s=s.reconnect_min_s, reconnect_max_s=s.reconnect_max_s,
+                          max_packet_bytes=s.max_payload_bytes + 65536,  # room for a topic (≤ 65,535 bytes)
+                          logger=log)
 
     async def run(self) -> None:
         self.journal.arrival_window_ns = int(self.section.dedup_window_s * 1e9)
@@ -158,24 +184,36 @@ class MqttIngest:
                 if self._outstanding + len(run) >= self.max_outstanding:
                     c["dropped_qos0"] += 1  # bounded memory: QoS 0 may be dropped, and is counted
                     continue
+            if len(msg.payload) > self.max_payload_bytes:  # before decoding: never parse a huge payload
+                c["oversize"] += 1
+                dead.append((msg, _topic_text(msg.topic), f"payload of {len(msg.payload)} bytes exceeds "
+                             f"max_payload_bytes ({self.max_payload_bytes})"))
+                continue
             try:
                 found = self._decode(msg, ack)
                 if found is None:
                     continue
                 if isinstance(found, str):
-                    dead.append((msg, msg.topic.decode("utf-8", "backslashreplace"), found))
+                    dead.append((msg, _topic_text(msg.topic), found))
                     continue
                 route, tags, decoded = found
                 key = (route.measurement, tags, decoded.fields)
                 sid = self._series.get(key)
                 ts = decoded.ts_ns
-                if sid is None or (ts is None and msg.dup):  # an await: close the run first
+                if sid is None:
+                    series_key = SeriesKey(route.measurement, tags, decoded.fields, ("float",) * len(decoded.fields))
+                    sid = self.journal.known_series(series_key)
+                    if sid is None:
+                        if len(self._series) >= self.max_series:
+                            dead.append((msg, _topic_text(msg.topic), self._refuse_series()))
+                            continue
+                        self._hang_acks(run, last, ack)  # an await: close the run first
+                        run, last = [], None
+                        sid = await self.journal.series_id(series_key)
+                    self._series[key] = sid
+                if ts is None and msg.dup:  # an await: close the run first
                     self._hang_acks(run, last, ack)
                     run, last = [], None
-                if sid is None:
-                    sid = await self.journal.series_id(SeriesKey(route.measurement, tags, decoded.fields,
-                                                                 ("float",) * len(decoded.fields)))
-                    self._series[key] = sid
                 arrival = None
                 if ts is None:
                     digest = arrival_digest(msg.topic, msg.payload)
@@ -187,15 +225,22 @@ class MqttIngest:
                             c["arrival_reused"] += 1
                     arrival = (digest, ts)
                 last = self.journal.append(Sample(sid, ts, np.array(decoded.values, dtype=np.float64)), arrival)
-                run.append(msg)
+                run.append(msg._replace(payload=b""))  # held until the commit: only what the ack needs
             except JournalError:
                 raise
             except Exception as exc:  # backstop: a decoder bug dead-letters the message, never stalls the rest
-                dead.append((msg, msg.topic.decode("utf-8", "backslashreplace"),
+                dead.append((msg, _topic_text(msg.topic),
                              f"internal error: {type(exc).__name__}: {exc}"[:500]))
         self._hang_acks(run, last, ack)
         if dead:
             await self._dead_letter(dead, ack)
+
+    def _refuse_series(self) -> str:
+        self.counters["series_refused"] += 1
+        if self.counters["series_refused"] == 1:
+            log.warning("MQTT source %s reached its cap of %d series: messages for new series are dead-lettered "
+                        "(raise mqtt.max_series if the site really has more)", self.name, self.max_series)
+        return f"series cap reached: this source may create {self.max_series} series (mqtt.max_series)"
 
     def _hang_acks(self, run: list[InboundMessage], last: asyncio.Future[int] | None,
                    ack: Callable[[InboundMessage], bool]) -> None:
@@ -231,7 +276,7 @@ class MqttIngest:
         return route, tags, decoded
 
     def _route(self, topic: bytes) -> tuple[Route, tuple[tuple[str, str], ...]] | None:
-        if len(self._topics) >= _MAX_TOPICS:
+        if len(self._topics) >= self._max_topics:
             self._topics.clear()
         found = None
         if _utf8(topic):
@@ -262,11 +307,16 @@ class MqttIngest:
     async def _dead_letter(self, dead: list[tuple[InboundMessage, str, str]],
                            ack: Callable[[InboundMessage], bool]) -> None:
         now = time.time_ns()
-        await self.journal.dead_letter_payloads(self.name, [(now, t, m.payload[:65536], r) for m, t, r in dead])
+        keep = self.dead_letter_budget.keep_bytes
+        self.counters["truncated"] += sum(1 for m, _, _ in dead if len(m.payload) > keep)
+        self.counters["dead_letters_dropped"] += await self.journal.dead_letter_payloads(
+            self.name, [(now, t, m.payload[:keep], len(m.payload), r) for m, t, r in dead],
+            max_count=self.dead_letter_budget.max_count, max_bytes=self.dead_letter_budget.max_bytes)
         for msg, topic, reason in dead:
             self.counters["dead_lettered"] += 1
-            if len(self.rejected_by_topic) < _MAX_TOPICS or topic in self.rejected_by_topic:
-                self.rejected_by_topic[topic] = self.rejected_by_topic.get(topic, 0) + 1
+            if len(self.rejected_by_topic) >= _MAX_REJECT_TOPICS and topic not in self.rejected_by_topic:
+                topic = OTHER_TOPICS
+            self.rejected_by_topic[topic] = self.rejected_by_topic.get(topic, 0) + 1
             if ack(msg) and msg.qos:
                 self.counters["acked"] += 1
             if self.counters["dead_lettered"] <= 10 or self.counters["dead_lettered"] % 1000 == 0:
@@ -276,8 +326,15 @@ class MqttIngest:
     def stats(self) -> IngestStats:
         top = sorted(self.rejected_by_topic.items(), key=lambda kv: -kv[1])[:20]
         connection = None if self.source is None else dataclasses.replace(self.source.stats)
-        return IngestStats(**self.counters, outstanding=self._outstanding, rejected_by_topic=dict(top),
-                           connection=connection)
+        kept, kept_bytes, dropped = self.journal.payload_dead_letter_counts()
+        return IngestStats(**self.counters, series=len(self._series), outstanding=self._outstanding,
+                           dead_letters_kept=kept, dead_letter_bytes=kept_bytes, dead_letters_dropped_total=dropped,
+                           rejected_by_topic=dict(top), connection=connection)
+
+
+def _topic_text(topic: bytes) -> str:
+    text = topic.decode("utf-8", "backslashreplace")
+    return text if len(text) <= _MAX_TOPIC_CHARS else text[:_MAX_TOPIC_CHARS] + "…"
 
 
 def _utf8(topic: bytes) -> bool:

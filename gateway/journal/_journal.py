@@ -52,7 +52,7 @@ from gateway.journal import _dead_letters, _queries
 from gateway.journal._arrivals import ArrivalStore
 from gateway.journal._cursors import CursorStore, SinkBacklog
 from gateway.journal._db import Synchronous, connect
-from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter
+from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter, PayloadItem, PayloadStore
 from gateway.journal._queries import JournalRow, SeriesArrays
 from gateway.journal._samples import SampleStore
 from gateway.journal._series import SeriesCatalog
@@ -97,6 +97,7 @@ class Journal:
         self._samples = SampleStore(max_bytes, self.log)
         self._cursors = CursorStore(self._samples)
         self._arrivals = ArrivalStore()
+        self._payloads = PayloadStore()
         self._writer = GroupCommitWriter(self._commit, commit_interval_s, self.log)
 
     @property
@@ -182,6 +183,7 @@ class Journal:
             self._cursors.load(db)
             self._samples.load(db, max(self._cursors.seq.values(), default=0))
             self._cursors.find_oldest(db)
+            self._payloads.load(db)
         except sqlite3.Error as exc:
             db.close()
             raise JournalError(f"cannot read the journal {self.path}: {exc}") from exc
@@ -230,7 +232,8 @@ class Journal:
         first = self._samples.commit(db, samples, store_arrivals)
         try:
             self._cursors.after_commit(db)
-            if self._samples.measure(db):
+            # junk never pushes out a sample: payload dead letters are deleted first
+            if self._samples.measure(db) and self._payloads.shed(db, lambda: self._samples.measure(db)):
                 last = self._samples.drop_oldest(db, self._cursors.delivered_upto())
                 if last is not None:
                     self._cursors.after_drop(db, last)
@@ -288,10 +291,22 @@ class Journal:
     async def dead_letters(self, sink: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return await self._run(_dead_letters.select_lines, self._conn(), sink, limit)
 
-    async def dead_letter_payloads(self, source: str, items: Sequence[tuple[int, str, bytes, str]]) -> None:
-        """Store undecodable messages, (at_ns, topic, payload, reason) each, in one transaction."""
-        if items:
-            await self._run(_dead_letters.store_payloads, self._conn(), source, items)
+    async def dead_letter_payloads(self, source: str, items: Sequence[PayloadItem], *, max_count: int = 10_000,
+                                   max_bytes: int = 16 << 20) -> int:
+        """Store undecodable messages, (at_ns, topic, payload as kept, length received, reason) each,
+        in one transaction, within the source's budget; returns how many old ones were dropped."""
+        if not items:
+            return 0
+        return await self._run(self._payloads.store, self._conn(), source, items, max_count, max_bytes)
+
+    def payload_dead_letter_counts(self) -> tuple[int, int, int]:
+        """Payload dead letters stored, their bytes, and how many were dropped (budget or size cap)."""
+        p = self._payloads
+        return p.rows, p.bytes, p.dropped
+
+    def known_series(self, key: SeriesKey) -> int | None:
+        """The id of ``key`` if the journal already has it (no insert)."""
+        return self._series.ids.get(key)
 
     async def payload_dead_letters(self, limit: int = 100) -> list[PayloadDeadLetter]:
         return await self._run(_dead_letters.select_payloads, self._conn(), limit)
