@@ -113,18 +113,24 @@ async def test_invented_device_names_stop_at_the_series_cap(mosquitto, tmp_path:
 
 @pytest.mark.services
 async def test_a_small_series_cap_and_series_the_journal_already_has(mosquitto, tmp_path: Path) -> None:
-    """``max_series`` per source; a series the journal already has is accepted at the cap."""
+    """``max_series`` per source; a series the journal already has is accepted at the cap; a device
+    name of 300 characters is refused before it can become a series."""
     pub = Publisher(mosquitto.port)
     first = [(f"sensors/d{i}/temp_c", b"1") for i in range(3)]
     async with Journal(tmp_path / "j.db", synchronous="NORMAL") as journal:
         await _run_ingest(section(mosquitto.port, [ROOM], client_id="a"), journal, lambda: pub.publish(first),
                           lambda g: g.counters["committed"] >= 3)
         sec = section(mosquitto.port, [ROOM], client_id="b", max_series=2)
-        later = [(f"sensors/d{i}/temp_c", b"2") for i in range(3)] + [("sensors/new/temp_c", b"3")]
+        later = [(f"sensors/d{i}/temp_c", b"2") for i in range(3)] + [("sensors/new/temp_c", b"3"),
+                                                                      (f"sensors/{'x' * 300}/temp_c", b"4")]
         ingest = await _run_ingest(sec, journal, lambda: pub.publish(later),
-                                   lambda g: g.counters["committed"] + g.counters["dead_lettered"] >= 4)
+                                   lambda g: g.counters["committed"] + g.counters["dead_lettered"] >= 5)
+        dead = await journal.payload_dead_letters()
     pub.close()
     assert ingest.counters["committed"] == 3 and ingest.counters["series_refused"] == 1
+    assert "series cap reached" in dead[0].reason and dead[0].topic == "sensors/new/temp_c"
+    assert dead[1].reason == "tag device: a value of 300 characters (at most 256)"
+    assert dead[1].topic.endswith("…") and len(dead[1].topic) == 257
 
 
 @pytest.mark.services

@@ -93,7 +93,7 @@ class MqttSource:
                  mqtt5: bool = True, session_expiry_s: int = 86400, receive_maximum: int = 1000,
                  keepalive_s: int = 30, reconnect_min_s: float = 0.5, reconnect_max_s: float = 30.0,
                  connect_timeout_s: float = 10.0, max_packet_bytes: int | None = None,
-                 max_buffered_bytes: int = 4 << 20, max_buffered_messages: int = 10_000,
+                 max_buffered_bytes: int = 2 << 20, max_buffered_messages: int = 10_000,
                  logger: logging.Logger | None = None) -> None:
         if not brokers:
             raise ValueError("at least one broker is needed")

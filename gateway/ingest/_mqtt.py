@@ -79,6 +79,9 @@ class IngestStats:
 _MAX_REJECT_TOPICS = 1000  # distinct topics counted in rejected_by_topic; the rest under OTHER_TOPICS
 OTHER_TOPICS = "(other topics)"
 _MAX_TOPIC_CHARS = 256  # of a topic kept in a dead letter or a counter
+_MAX_TAG_CHARS = 256  # of a tag value taken from a topic level or a payload (a device name)
+_MAX_KEY_CHARS = 4096  # of a new series' tags and field names together
+_MAX_CACHED_TOPIC = 512  # longer topics are matched each time, not kept in the route cache
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,8 +207,9 @@ class MqttIngest:
                     series_key = SeriesKey(route.measurement, tags, decoded.fields, ("float",) * len(decoded.fields))
                     sid = self.journal.known_series(series_key)
                     if sid is None:
-                        if len(self._series) >= self.max_series:
-                            dead.append((msg, _topic_text(msg.topic), self._refuse_series()))
+                        refused = self._refuse_series(series_key)
+                        if refused is not None:
+                            dead.append((msg, _topic_text(msg.topic), refused))
                             continue
                         self._hang_acks(run, last, ack)  # an await: close the run first
                         run, last = [], None
@@ -235,12 +239,19 @@ class MqttIngest:
         if dead:
             await self._dead_letter(dead, ack)
 
-    def _refuse_series(self) -> str:
+    def _refuse_series(self, key: SeriesKey) -> str | None:
+        """Why a new series may not be created (counted), or None if it may."""
+        size = sum(len(k) + len(v) for k, v in key.tags) + sum(len(f) for f in key.fields)
+        if size > _MAX_KEY_CHARS:
+            reason = f"series key of {size} characters (tags and field names; at most {_MAX_KEY_CHARS})"
+        elif len(self._series) >= self.max_series:
+            reason = f"series cap reached: this source may create {self.max_series} series (mqtt.max_series)"
+        else:
+            return None
         self.counters["series_refused"] += 1
         if self.counters["series_refused"] == 1:
-            log.warning("MQTT source %s reached its cap of %d series: messages for new series are dead-lettered "
-                        "(raise mqtt.max_series if the site really has more)", self.name, self.max_series)
-        return f"series cap reached: this source may create {self.max_series} series (mqtt.max_series)"
+            log.warning("MQTT source %s refuses new series: %s; such messages are dead-lettered", self.name, reason)
+        return reason
 
     def _hang_acks(self, run: list[InboundMessage], last: asyncio.Future[int] | None,
                    ack: Callable[[InboundMessage], bool]) -> None:
@@ -271,6 +282,9 @@ class MqttIngest:
             self.counters["field_problems"] += len(decoded.problems)
         if decoded.device is not None and not any(k == "device" for k, _ in tags):
             tags = tuple(sorted((*tags, ("device", decoded.device))))
+        for k, v in tags:
+            if len(v) > _MAX_TAG_CHARS:
+                return f"tag {k}: a value of {len(v)} characters (at most {_MAX_TAG_CHARS})"
         if not any(k == "device" for k, _ in tags):
             return "no device name: neither the subscription, the topic nor the payload gives one"
         return route, tags, decoded
@@ -287,7 +301,8 @@ class MqttIngest:
                     merged = {"site": self.site, **tags, **route.fixed_tags}
                     found = (route, tuple(sorted(merged.items())))
                     break
-        self._topics[topic] = found
+        if len(topic) <= _MAX_CACHED_TOPIC:
+            self._topics[topic] = found
         return found
 
     def _committed(self, run: list[InboundMessage], ack: Callable[[InboundMessage], bool], fut: Any) -> None:
