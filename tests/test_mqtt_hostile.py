@@ -186,3 +186,25 @@ def mosquitto_endpoint(mosquitto: Any) -> Any:
     from drivers.mqtt import BrokerEndpoint
 
     return BrokerEndpoint("127.0.0.1", mosquitto.port)
+
+
+def test_limits_in_the_site_file(tmp_path: Path) -> None:
+    """The limits are read from ``mqtt:``; nonsense values are refused with file, line and field."""
+    from gateway.config import load_site
+    from gateway.errors import ConfigError
+    from tests.test_mqtt_decoders import SITE
+
+    f = tmp_path / "site.yaml"
+    limits = "  max_series: 50\n  max_payload_bytes: 4096\n  dead_letters: {max_count: 10, max_mb: 1, keep_bytes: 0}\n"
+    f.write_text(SITE.replace("  protocol: 3.1.1\n", "  protocol: 3.1.1\n" + limits))
+    mqtt = load_site(f, {"MQTT_PASSWORD": "x"}).config.mqtt
+    assert mqtt is not None and (mqtt.max_series, mqtt.max_payload_bytes) == (50, 4096)
+    assert (mqtt.dead_letters.max_count, mqtt.dead_letters.max_bytes, mqtt.dead_letters.keep_bytes) == (10, 2**20, 0)
+    bad = "  max_series: 0\n  max_payload_bytes: 1e9\n  dead_letters: {max_mb: .inf, keep_bytes: -1}\n"
+    f.write_text(SITE.replace("  protocol: 3.1.1\n", "  protocol: 3.1.1\n" + bad))
+    with pytest.raises(ConfigError) as err:
+        load_site(f, {"MQTT_PASSWORD": "x"})
+    text = str(err.value)
+    for line, field in ((7, "max_series"), (8, "max_payload_bytes"), (9, "dead_letters.max_mb"),
+                        (9, "dead_letters.keep_bytes")):
+        assert f"site.yaml:{line}: mqtt.{field}" in text
