@@ -37,7 +37,7 @@ class ScriptedDevice:
 
 
 def scripted_site(path: Path, devices: dict[str, int], *, journal: Path, api_port: int, interval_s: float = 0.2,
-                  reprobe_holes_s: float = 3600.0, points: int = 20) -> Path:
+                  reprobe_holes_s: float | None = None, points: int = 20) -> Path:
     """A site file polling scripted devices (name → port): ``points`` uint16 points r00.. at 0.."""
     import yaml
 
@@ -48,7 +48,8 @@ def scripted_site(path: Path, devices: dict[str, int], *, journal: Path, api_por
         "devices": [
             {"name": name, "building": "b", "role": "sub_meter", "device_class": "meter",
              "connection": {"type": "tcp", "host": HOST, "port": port}, "unit_id": 1, "interval_s": interval_s,
-             "timeout_s": 0.3, "retries": 0, "reprobe_holes_s": reprobe_holes_s,
+             "timeout_s": 0.3, "retries": 0,
+             **({} if reprobe_holes_s is None else {"reprobe_holes_s": reprobe_holes_s}),
              "points": [{"name": f"r{a:02d}", "register": "holding", "address": a, "type": "uint16"}
                         for a in range(points)]}
             for name, port in devices.items()

@@ -164,7 +164,7 @@ async def test_a_poller_that_raises_is_restarted_and_the_other_line_polls_on(
     a, b = device(), device()
     site = load_site(scripted_site(tmp_path / "site.yaml", {"a": a.port, "b": b.port}, journal=tmp_path / "j.db",
                                    api_port=free_port(), interval_s=0.1))
-    monkeypatch.setattr(gateway_module, "POLLER_RESTART_BASE_S", 0.3)
+    monkeypatch.setattr(gateway_module, "POLLER_RESTART_BASE_S", 0.3, raising=False)
     original = ModbusPoller._current_interval_ns
     injected = {"at": None}
 
