@@ -311,12 +311,12 @@ class ModbusPoller:
         first = stats.consecutive_failures == 0
         if isinstance(exc, DeviceRejected):
             n = count(stats, exc.exception_code)
-        if isinstance(exc, DeviceRejected) and not isinstance(exc, DeviceUnreachable):
-            # it answered: alive, but the request needs fixing (a down device is up again)
-            self._answered(dev)
-            stats.state = "degraded"
-            self._log.log(logging.WARNING if n == 1 else logging.DEBUG, "%s", exc)
-            return
+            if not isinstance(exc, DeviceUnreachable):
+                # it answered: alive, but the request needs fixing (a down device is up again)
+                self._answered(dev)
+                stats.state = "degraded"
+                self._log.log(logging.WARNING if n == 1 else logging.DEBUG, "%s", exc)
+                return
         stats.consecutive_failures += 1
         self._log.log(logging.WARNING if first else logging.DEBUG, "%s", exc)
         if stats.up and stats.consecutive_failures >= DOWN_AFTER:

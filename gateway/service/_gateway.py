@@ -192,6 +192,14 @@ class Gateway:
                 await self.journal.save_holes(device, holes_to_records(holes))
             except JournalError as exc:  # the holes are relearned after a restart: worth a log line, not a stop
                 log.error("cannot store learned holes", extra={"fields": {"device": device, "error": str(exc)}})
+            finally:
+                self._holes_queue.task_done()
+
+    async def _flush_holes(self, timeout_s: float = 5.0) -> None:
+        """At stop, once the pollers are cancelled: let the holes task store what they reported last."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._holes_queue.join()
 
     async def reload(self, path: str | Path | None = None) -> bool:
         """Re-read the site file; restart only line groups whose devices changed."""
@@ -277,6 +285,7 @@ class Gateway:
                 for task in [*self._poll_tasks.values(), *source_tasks]:
                     task.cancel()
                 await self._drain_journal()
+                await self._flush_holes()
                 holes_task.cancel()
                 for task in sink_tasks:
                     task.cancel()
