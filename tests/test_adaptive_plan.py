@@ -198,3 +198,19 @@ async def test_every_point_refused_leaves_the_device_degraded_not_polled_to_deat
     stats = poller.stats()["m"]
     assert stats.up and stats.state == "degraded" and rec.rows == []
     assert len(dev.reads()) == before
+
+
+async def test_learned_holes_round_trip_through_the_journal(tmp_path) -> None:
+    from gateway.journal import HoleRecord, Journal, JournalReader
+
+    path = tmp_path / "journal.db"
+    kept = [HoleRecord(3, 7, 8, 2, 5), HoleRecord(3, 20, 20, 3, 6)]
+    async with Journal(path) as journal:
+        assert await journal.learned_holes() == {}  # a journal that never stored any
+        await journal.save_holes("m", kept)
+        await journal.save_holes("n", [HoleRecord(4, 1, 2, 2, 7)])
+        await journal.save_holes("n", [])  # forgotten: answered again
+    async with Journal(path) as journal:
+        assert await journal.learned_holes() == {"m": kept}
+    with JournalReader(path) as reader:
+        assert reader.learned_holes() == {"m": kept}
