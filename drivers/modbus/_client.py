@@ -266,12 +266,12 @@ class ModbusPoller:
             raise exc
         found = await locate_holes(read, c.function_code, spans, exc.exception_code, time.time_ns())
         known = {h.key for h in dev.stats.learned_holes} | {h.key for h in dev.reported}
-        for hole in found:
-            self._log.log(
-                logging.DEBUG if hole.key in known else logging.WARNING,
-                "%s (unit %d): refuses %s (exception %d %s); polling the other points around it",
-                dev.spec.name, dev.unit, hole.describe(), hole.code, exception_name(hole.code),
-            )
+        self._log.log(  # one line per refused read, however many holes it held
+            logging.DEBUG if all(h.key in known for h in found) else logging.WARNING,
+            "%s (unit %d): refuses %s; polling the other points around it",
+            dev.spec.name, dev.unit,
+            ", ".join(f"{h.describe()} (exception {h.code} {exception_name(h.code)})" for h in found),
+        )
         dev.set_learned([*dev.learned.values(), *found])
 
     def _reprobe_due(self, dev: _Device) -> None:
