@@ -28,12 +28,37 @@ class DeviceTimeout(DeviceError):
     """No answer in time (after retries)."""
 
 
+#: Modbus Application Protocol V1.1b3 §7: the exception codes by name, as logs and status show them
+MODBUS_EXCEPTION_NAMES: dict[int, str] = {
+    1: "ILLEGAL FUNCTION",
+    2: "ILLEGAL DATA ADDRESS",
+    3: "ILLEGAL DATA VALUE",
+    4: "SERVER DEVICE FAILURE",
+    5: "ACKNOWLEDGE",
+    6: "SERVER DEVICE BUSY",
+    8: "MEMORY PARITY ERROR",
+    10: "GATEWAY PATH UNAVAILABLE",
+    11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
+}
+
+
+def exception_name(code: int) -> str:
+    return MODBUS_EXCEPTION_NAMES.get(code, "UNKNOWN EXCEPTION")
+
+
 class DeviceRejected(DeviceError):
     """A Modbus exception response (codes 1-11, Modbus Application Protocol V1.1b3 §7)."""
 
-    def __init__(self, device: str, unit: int, address: int, exception_code: int) -> None:
-        self.exception_code = exception_code
-        super().__init__(device, unit, address, f"exception response code {exception_code}")
+    def __init__(self, device: str, unit: int, address: int, exception_code: int, count: int | None = None) -> None:
+        self.exception_code, self.count = exception_code, count
+        where = "" if count is None else f", {count} value(s)"
+        super().__init__(device, unit, address,
+                         f"exception response code {exception_code} ({exception_name(exception_code)}){where}")
+
+
+class DeviceUnreachable(DeviceRejected):
+    """Exception 0x0A or 0x0B from a gateway in front of the device: the device itself did not
+    answer, so it counts as unanswered (down, polled with backoff), not as alive."""
 
 
 class DeviceMalformed(DeviceError):

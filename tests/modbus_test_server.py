@@ -13,7 +13,11 @@ outside are illegal (exception code 2).  With any of "coils", "discretes" (lists
 one request at a time, as a real one does; ``delay_s`` makes it answer late (``delay_first_s``:
 only its first read) and ``counter`` puts the number of reads served into its first register.
 ``silent`` accepts TCP connections and never answers anything; ``short`` answers every read of
-N registers with N - 1 (a well-framed but malformed answer).  Prints ``ready`` once listening.
+N registers with N - 1 (a well-framed but malformed answer).  ``scripted``: {"registers": [...],
+"control": PATH, "log": PATH} serves FC 03/04 from ``registers`` (address 0 up, any unit) by hand
+and re-reads the JSON file ``control`` before every request: {"refuse": [addresses] (answered with
+exception 2 when a read touches one), "exception": CODE (every read answered with it)}; each read
+is appended to ``log`` as ``FC ADDRESS COUNT RESULT``.  Prints ``ready`` once listening.
 """
 
 from __future__ import annotations
@@ -94,7 +98,56 @@ async def _short(host: str, port: int) -> None:
         await server.serve_forever()
 
 
+async def _scripted(host: str, port: int, script: dict) -> None:
+    """Modbus TCP by hand, its behaviour read from a control file the test rewrites at will."""
+    registers: list[int] = script["registers"]
+    control_path, log_path = script.get("control"), script.get("log")
+
+    def control() -> dict:
+        try:
+            with open(control_path, encoding="utf-8") as f:
+                return json.load(f)
+        except (TypeError, OSError, ValueError):
+            return {}
+
+    def respond(pdu: bytes) -> tuple[bytes, str]:
+        fc = pdu[0]
+        if fc not in (3, 4):
+            return bytes([fc | 0x80, 1]), "x1"
+        address, count = int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big")
+        rules = control()
+        if rules.get("exception"):
+            return bytes([fc | 0x80, rules["exception"]]), f"x{rules['exception']}"
+        refused = set(rules.get("refuse", ()))
+        if address + count > len(registers) or refused.intersection(range(address, address + count)):
+            return bytes([fc | 0x80, 2]), "x2"
+        words = registers[address:address + count]
+        return bytes([fc, 2 * count]) + b"".join(w.to_bytes(2, "big") for w in words), "ok"
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readexactly(7)
+                body = await reader.readexactly(int.from_bytes(head[4:6], "big") - 1)
+                pdu, result = respond(body)
+                if log_path:
+                    with open(log_path, "a", encoding="utf-8") as f:
+                        f.write(f"{body[0]} {int.from_bytes(body[1:3], 'big')} {int.from_bytes(body[3:5], 'big')} "
+                                f"{result}\n")
+                writer.write(head[:4] + (len(pdu) + 1).to_bytes(2, "big") + head[6:7] + pdu)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(answer, host, port)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
 async def main(config: dict) -> None:
+    if config.get("scripted"):
+        await _scripted(*config["tcp"], config["scripted"])
+        return
     if config.get("silent"):
         await _silent(*config["tcp"])
         return

@@ -216,13 +216,13 @@ async def test_exception_response_is_counted_and_polling_goes_on(servers, caplog
     rec = Recorder()
     poller = ModbusPoller([bad, good], rec)
     with caplog.at_level(logging.DEBUG, logger="drivers.modbus"):
-        await run_until(
-            poller, lambda: poller.stats()["bad"].exceptions.get(2, 0) >= 3 and rec.count("good") >= 3
-        )
+        await run_until(poller, lambda: poller.stats()["bad"].learned_holes and rec.count("good") >= 3)
     stats = poller.stats()["bad"]
-    assert stats.polls_ok == 0 and stats.timeouts == 0 and stats.up  # alive, just refusing
+    # alive, just refusing: its one point is a learned hole, so it is degraded and not asked again
+    assert stats.polls_ok == 0 and stats.timeouts == 0 and stats.up and stats.state == "degraded"
+    assert stats.exceptions == {2: 1} and [h.key for h in stats.learned_holes] == [(3, 50, 51)]
     assert rec.count("bad") == 0
-    expected = "bad (unit 7, address 50): exception response code 2"
+    expected = "bad (unit 7): refuses FC03 50..50 (exception 2 ILLEGAL DATA ADDRESS)"
     assert any(expected in r.getMessage() for r in caplog.records)
 
 

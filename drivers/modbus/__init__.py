@@ -8,6 +8,7 @@ Imports: the standard library, pymodbus, pysunspec2, numpy and :mod:`drivers.err
 from __future__ import annotations
 
 from drivers.errors import ProfileError, SunSpecError
+from drivers.modbus._adaptive import LearnedHole
 from drivers.modbus._client import ModbusPoller
 from drivers.modbus._codec import DeviceDecoder, encode_write
 from drivers.modbus._device import DeviceStats, ModbusDeviceSpec
@@ -27,6 +28,7 @@ __all__ = [
     "FieldKind",
     "FieldMap",
     "Hole",
+    "LearnedHole",
     "ModbusDeviceSpec",
     "ModbusPoller",
     "Order",

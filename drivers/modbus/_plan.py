@@ -5,7 +5,9 @@ Limits come from the Modbus Application Protocol V1.1b3: a read of holding or in
 (FC 01/02) at most 2000 bits (§6.1, §6.2).  Devices often answer a read that spans an address
 they do not implement with exception code 2 (illegal data address); such addresses are declared
 as *holes* and a request never spans one.  ``max_gap`` bounds how many unused registers a request
-may read between two points, trading a few wasted bytes against one more round trip.
+may read between two points, trading a few wasted bytes against one more round trip.  *Cuts*
+are addresses a request may end at or start from but never run across: what the poller learns
+when a device refuses a read whose two halves it answers (see :mod:`drivers.modbus._adaptive`).
 
 Algorithm: per function code, points sorted by (address, end) are cut into runs greedily — a
 run is extended while its range stays within the length limit, skips no more than ``max_gap``
@@ -65,10 +67,12 @@ def plan_requests(
     max_bits: int = MAX_READ_BITS,
     max_gap: int = 16,
     holes: Sequence[tuple[int, int, int]] = (),
+    cuts: Sequence[tuple[int, int]] = (),
 ) -> RequestPlan:
     """Plan the reads that cover every point; deterministic for a given input.
 
-    ``holes`` are ``(function_code, start, end_exclusive)`` address ranges the device refuses.
+    ``holes`` are ``(function_code, start, end_exclusive)`` address ranges the device refuses;
+    ``cuts`` are ``(function_code, address)``: no request contains both ``address - 1`` and ``address``.
     Raises ``ValueError`` for limits outside the protocol's or a point that cannot be read in
     one request (too long, or on a hole).
     """
@@ -83,6 +87,8 @@ def plan_requests(
         if h_end <= h_start:
             raise ValueError(f"hole ({fc}, {h_start}, {h_end}) is empty")
         holes_by_fc.setdefault(fc, []).append((h_start, h_end))
+    for fc, at in cuts:  # an empty hole (at, at) hits exactly the ranges strictly containing ``at``
+        holes_by_fc.setdefault(fc, []).append((at, at))
 
     by_fc: dict[int, list[int]] = {}
     for i, p in enumerate(points):
@@ -101,7 +107,7 @@ def plan_requests(
                     f"point at {p.address} (FC {fc}) spans {p.end - p.address} addresses, above {limit}"
                 )
             if _hits_hole(fc_holes, p.address, p.end):
-                raise ValueError(f"point at {p.address}..{p.end - 1} (FC {fc}) lies on a declared hole")
+                raise ValueError(f"point at {p.address}..{p.end - 1} (FC {fc}) lies on a declared hole or cut")
         run: list[int] = []
         start = end = 0
         for i in order:
@@ -111,7 +117,8 @@ def plan_requests(
                 if (
                     new_end - start <= limit
                     and p.address - end <= max_gap
-                    and not _hits_hole(fc_holes, end, new_end)
+                    # from ``end - 1``: a cut at ``end`` lies between the run and this point
+                    and not _hits_hole(fc_holes, end - 1, new_end)
                 ):
                     run.append(i)
                     end = new_end

@@ -42,7 +42,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     for sink in site.config.sinks:
         print(f"  sink {sink.name}: {sink.type} {sink.url}")
+    if args.learned:
+        return _print_learned(args.journal or site.config.journal.path)
     return 0
+
+
+def _print_learned(path: str) -> int:
+    """The register ranges devices refused, as the gateway learned them (read-only on the journal)."""
+    from pathlib import Path
+
+    from gateway.journal import JournalReader
+
+    if not Path(path).is_file():
+        print(f"learned holes: none (no journal at {path} yet)")
+        return 0
+    try:
+        with JournalReader(path) as reader:
+            learned = reader.learned_holes()
+    except JournalError as exc:
+        print(f"pedf check --learned: {exc}", file=sys.stderr)
+        return 1
+    print(f"learned holes in {path}: {sum(len(v) for v in learned.values()) or 'none'}")
+    for device, holes in sorted(learned.items()):
+        for h in holes:
+            where = f"no request across {h.start}" if h.end == h.start else f"{h.start}..{h.end - 1}"
+            print(f"  {device:<20} FC{h.function_code:02d} {where:<24} exception {h.code}, "
+                  f"learned {_when(h.learned_ns)}")
+    return 0
+
+
+def _when(ts_ns: int) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts_ns / 1e9, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def dump_tasks() -> None:
@@ -189,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="validate a site file and print the polling plan (touches no device)")
     c.add_argument("site")
+    c.add_argument("--learned", action="store_true",
+                   help="also list the register ranges devices refused, as learned in the journal")
+    c.add_argument("--journal", help="journal path for --learned (default: the site file's journal.path)")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("run", help="run the gateway service for a site")

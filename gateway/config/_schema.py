@@ -104,6 +104,8 @@ class DeviceSection(Strict):
     max_registers: int = Field(default=125, ge=1, le=125)
     max_gap: int = Field(default=16, ge=0, le=124)
     frame_gap_ms: float = Field(default=0.0, ge=0, le=1000)
+    # how long a learned hole (an address the device refused) is trusted before it is tried again
+    reprobe_holes_s: float = Field(default=3600.0, ge=1, le=7 * 86400)
     profile: str | None = None
     device_class: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_]*$")
     points: list[Point] = Field(default_factory=list)

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from gateway.journal._cursors import SinkBacklog
 from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter
+from gateway.journal._holes import HoleRecord
 from gateway.journal._journal import Journal, JournalStats
 from gateway.journal._queries import JournalRow, SeriesArrays
 from gateway.journal._reader import JournalReader
 
 __all__ = [
     "DeadLetter",
+    "HoleRecord",
     "Journal",
     "JournalReader",
     "JournalRow",

@@ -48,11 +48,12 @@ from typing import Any, TypeVar
 import numpy as np
 
 from gateway.errors import JournalError
-from gateway.journal import _dead_letters, _queries
+from gateway.journal import _dead_letters, _holes, _queries
 from gateway.journal._arrivals import ArrivalStore
 from gateway.journal._cursors import CursorStore, SinkBacklog
 from gateway.journal._db import Synchronous, connect
 from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter, PayloadItem, PayloadStore
+from gateway.journal._holes import HoleRecord
 from gateway.journal._queries import JournalRow, SeriesArrays
 from gateway.journal._samples import SampleStore
 from gateway.journal._series import SeriesCatalog
@@ -310,6 +311,13 @@ class Journal:
 
     async def payload_dead_letters(self, limit: int = 100) -> list[PayloadDeadLetter]:
         return await self._run(_dead_letters.select_payloads, self._conn(), limit)
+
+    # -- learned holes (the registers devices refuse, see _holes) ---------------------------------
+    async def learned_holes(self) -> dict[str, list[HoleRecord]]:
+        return await self._run(_holes.select, self._conn())
+
+    async def save_holes(self, device: str, holes: Sequence[HoleRecord]) -> None:
+        await self._run(_holes.replace, self._conn(), device, holes)
 
     # -- observing -------------------------------------------------------------------------------
     async def pragma(self, name: str) -> Any:

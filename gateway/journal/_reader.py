@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from gateway.errors import JournalError
+from gateway.journal import _holes
 from gateway.journal._series import SeriesCatalog
 from gateway.series import SeriesKey
 
@@ -66,6 +67,13 @@ class JournalReader:
     def refresh(self) -> None:
         """Read series created since the last look (the writer adds them as devices appear)."""
         self._catalog.load(self._conn())
+
+    def learned_holes(self) -> dict[str, list[_holes.HoleRecord]]:
+        """The register ranges each device refused, as the gateway learned them."""
+        try:
+            return _holes.select(self._conn())
+        except sqlite3.Error as exc:
+            raise JournalError(f"cannot read {self.path}: {exc}") from exc
 
     @property
     def series(self) -> dict[int, SeriesKey]:

@@ -7,12 +7,20 @@ journal to commit what was polled, gives each sink a short final flush and close
 queued and the reload task takes them one at a time, so two in quick succession never race.
 A reload re-reads the site file: line groups whose devices changed restart, the others keep
 polling, the journal is untouched; a broken file is refused and the running configuration stays.
+
+One device must not stop the gateway: each line's poller runs under a supervisor that catches an
+unexpected exception (a bug: the poller handles every device fault itself), logs it with its
+traceback, counts it (``pollers`` in status) and restarts that poller after a full-jitter backoff
+(:mod:`drivers.backoff`), keeping its counters and learned holes; the other lines, the journal and
+the sinks go on.  The holes a poller learns (addresses a device refuses) are stored in the journal
+by one task, in order, and given back to the pollers at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import time
@@ -23,13 +31,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from drivers.modbus import DeviceStats, ModbusPoller
+from drivers.backoff import Backoff
+from drivers.modbus import DeviceStats, LearnedHole, ModbusPoller
 from gateway.config import Device, InfluxV1Sink, InfluxV2Sink, Site, load_site
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 from gateway.series import Sample
 from gateway.service._deadband import DeadbandFilter
-from gateway.service._lines import device_spec, line_groups
+from gateway.service._lines import PollerStats, device_spec, holes_from_records, holes_to_records, line_groups
 from gateway.service._live import LiveAnalytics
 from gateway.service._status import GatewayStatus, MqttStatus
 from gateway.sinks import Delivery, LineEncoder, make_writer
@@ -39,6 +48,10 @@ if TYPE_CHECKING:  # loaded only for a site with an mqtt: section
     from gateway.sinks import MqttSink
 
 log = logging.getLogger("pedf.gateway")
+
+#: restart schedule of a line's poller after an unexpected exception (full jitter, drivers.backoff)
+POLLER_RESTART_BASE_S = 1.0
+POLLER_RESTART_CAP_S = 60.0
 
 
 def tune_gc() -> None:
@@ -91,6 +104,9 @@ class Gateway:
         self._reloads: asyncio.Queue[str | Path | None] = asyncio.Queue()
         self._drained = asyncio.Event()
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
+        self.poller_stats: dict[str, PollerStats] = {}
+        self._holes: dict[str, tuple[LearnedHole, ...]] = {}  # learned holes by device, as last reported
+        self._holes_queue: asyncio.Queue[tuple[str, tuple[LearnedHole, ...]]] = asyncio.Queue()
         self._series: dict[str, int] = {}
         self._filters: dict[str, DeadbandFilter] = {}
         self._pending = 0
@@ -140,9 +156,50 @@ class Gateway:
 
     def _start_poller(self, key: str, devices: tuple[Device, ...]) -> None:
         assert self._group is not None
-        poller = ModbusPoller([device_spec(d) for d in devices], self._emit, logger=logging.getLogger("pedf.modbus"))
+        poller = ModbusPoller([device_spec(d, self._holes.get(d.name, ())) for d in devices], self._emit,
+                              logger=logging.getLogger("pedf.modbus"), on_holes=self._holes_changed)
         self.pollers[key] = poller
-        self._poll_tasks[key] = self._group.create_task(poller.run(), name=f"poll {key}")
+        self._poll_tasks[key] = self._group.create_task(self._supervise(key, poller), name=f"poll {key}")
+
+    async def _supervise(self, key: str, poller: ModbusPoller) -> None:
+        """Run one line's poller; after an unexpected exception log, count and restart it (backoff)."""
+        stats = self.poller_stats.setdefault(key, PollerStats())
+        backoff = Backoff(POLLER_RESTART_BASE_S, POLLER_RESTART_CAP_S)
+        while True:
+            started = time.monotonic()
+            try:
+                await poller.run()
+                return
+            # backstop: a bug in one line's poller must not stop the other lines, the journal or the sinks
+            except Exception as exc:
+                stats.restarts += 1
+                stats.last_error, stats.last_error_ns = f"{type(exc).__name__}: {exc}", time.time_ns()
+                log.error("poller of line %s failed; restarting it", key, exc_info=exc,
+                          extra={"fields": {"line": key, "restarts": stats.restarts, "error": stats.last_error}})
+            if time.monotonic() - started > POLLER_RESTART_CAP_S:
+                backoff.reset()  # it had run well for a while: this is a new fault, not the same one again
+            await backoff.sleep()
+
+    def _holes_changed(self, device: str, holes: tuple[LearnedHole, ...]) -> None:
+        """From a poller: a device's learned holes changed; the holes task stores them."""
+        self._holes[device] = holes
+        self._holes_queue.put_nowait((device, holes))
+
+    async def _holes_loop(self) -> None:
+        while True:
+            device, holes = await self._holes_queue.get()
+            try:
+                await self.journal.save_holes(device, holes_to_records(holes))
+            except JournalError as exc:  # the holes are relearned after a restart: worth a log line, not a stop
+                log.error("cannot store learned holes", extra={"fields": {"device": device, "error": str(exc)}})
+            finally:
+                self._holes_queue.task_done()
+
+    async def _flush_holes(self, timeout_s: float = 5.0) -> None:
+        """At stop, once the pollers are cancelled: let the holes task store what they reported last."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await self._holes_queue.join()
 
     async def reload(self, path: str | Path | None = None) -> bool:
         """Re-read the site file; restart only line groups whose devices changed."""
@@ -184,6 +241,7 @@ class Gateway:
         writer dies, the error propagates out of here (after every task has been cancelled)."""
         async with self.journal:
             await self._register(self.site.devices)
+            self._holes = {d: holes_from_records(r) for d, r in (await self.journal.learned_holes()).items()}
             encoder = LineEncoder(self.journal.series)
             for sink in self.sinks:
                 self.journal.register_sink(sink.name)
@@ -206,6 +264,7 @@ class Gateway:
                 if self.mqtt_publish is not None:
                     sink_tasks.append(group.create_task(self.mqtt_publish.run(), name="sink mqtt_publish"))
                 source_tasks = [group.create_task(self._reload_loop(), name="reload")]
+                holes_task = group.create_task(self._holes_loop(), name="learned holes")
                 if self.mqtt_ingest is not None:
                     source_tasks.append(group.create_task(self.mqtt_ingest.run(), name="mqtt ingest"))
                 if self.live is not None:  # returns once stop is set, so the group can close
@@ -226,6 +285,8 @@ class Gateway:
                 for task in [*self._poll_tasks.values(), *source_tasks]:
                     task.cancel()
                 await self._drain_journal()
+                await self._flush_holes()
+                holes_task.cancel()
                 for task in sink_tasks:
                     task.cancel()
             self._group = None
@@ -251,7 +312,8 @@ class Gateway:
             site=self.site.name,
             uptime_s=round(elapsed, 3),
             devices=devices,
-            devices_up=sum(1 for d in devices.values() if d.up),
+            devices_up=sum(1 for d in devices.values() if d.state == "up"),
+            devices_degraded=sum(1 for d in devices.values() if d.state == "degraded"),
             devices_total=len(self.site.devices),
             samples=self.counters.samples,
             samples_per_s=round(self.counters.samples / elapsed, 2),
@@ -262,6 +324,7 @@ class Gateway:
             mqtt=MqttStatus(ingest=None if self.mqtt_ingest is None else self.mqtt_ingest.stats(),
                             publish=None if self.mqtt_publish is None else self.mqtt_publish.stats()),
             analytics=None if self.live is None else self.live.stats(),
+            pollers={k: dataclasses.replace(v) for k, v in self.poller_stats.items()},
         )
 
     def status_json(self) -> dict[str, Any]:

@@ -13,9 +13,11 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
+from drivers.errors import exception_name
 from drivers.modbus import DeviceStats
 from gateway.ingest import IngestStats
 from gateway.journal import JournalStats
+from gateway.service._lines import PollerStats
 from gateway.service._live import LiveAnalyticsStats
 from gateway.sinks import DeliveryStats, PublisherStats
 
@@ -43,6 +45,8 @@ class GatewayStatus:
     sinks: dict[str, DeliveryStats]
     mqtt: MqttStatus = field(default_factory=MqttStatus)
     analytics: LiveAnalyticsStats | None = None
+    devices_degraded: int = 0  # answering, but their last poll gave no values
+    pollers: dict[str, PollerStats] = field(default_factory=dict)  # by line: restarts after an unexpected error
 
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "mqtt"}
@@ -90,6 +94,9 @@ def _coerce(hint: Any, value: Any) -> Any:
         origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value)  # type: ignore[arg-type]
+    if origin in (tuple, list) and value is not None:
+        item_t = typing.get_args(hint)[0]
+        return origin(_coerce(item_t, v) for v in value)
     if origin is dict:
         key_t, val_t = typing.get_args(hint)
         return {key_t(k): _coerce(val_t, v) for k, v in value.items()}
@@ -108,20 +115,27 @@ def _age(ts_ns: int | None) -> str:
 def _device_errors(dev: DeviceStats) -> str:
     parts = [f"{n} {what}" for what, n in (("timeouts", dev.timeouts), ("malformed", dev.malformed),
                                            ("reconnects", dev.reconnects), ("overruns", dev.overruns)) if n]
-    parts += [f"{n}× exception {code}" for code, n in sorted(dev.exceptions.items())]
+    parts += [f"{n}× exception {code} {exception_name(code)}" for code, n in sorted(dev.exceptions.items())]
+    if dev.learned_holes:
+        parts.append("refused " + ", ".join(h.describe() for h in dev.learned_holes))
     return ", ".join(parts)
 
 
 def render_status(st: GatewayStatus) -> str:
     lines = [
-        f"site {st.site}: {st.devices_up}/{st.devices_total} devices up, "
+        f"site {st.site}: {st.devices_up}/{st.devices_total} devices up"
+        + (f" ({st.devices_degraded} degraded)" if st.devices_degraded else "") + ", "
         f"{st.samples_per_s} samples/s, {st.samples} samples, {st.overruns} overruns, "
         f"up {st.uptime_s:.0f} s"
     ]
     for name, dev in sorted(st.devices.items()):
-        state = "up  " if dev.up else "DOWN"
+        state = {"up": "up  ", "degraded": "DEGR", "down": "DOWN"}.get(dev.state, dev.state)
         lines.append(f"  {state} {name:<22} ok {dev.polls_ok:<8} last ok {_age(dev.last_ok_ns)}  {_device_errors(dev)}"
                      .rstrip())
+    for line, p in sorted(st.pollers.items()):
+        if p.restarts:
+            lines.append(f"  poller {line}: restarted {p.restarts}× after an error, last {_age(p.last_error_ns)} ago: "
+                         f"{p.last_error}")
     j = st.journal
     lines.append(f"journal: {j.rows} rows, {j.bytes / 1e6:.1f} MB, dropped {j.dropped_rows}")
     for name, sink in sorted(st.sinks.items()):
