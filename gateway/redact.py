@@ -27,8 +27,8 @@ MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words; URL and header patterns still apply
 
 _URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s/?#'\"<>\[\]]*)@")
-_QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:p|pw|pwd|pass|passwd|password|token|access_token|auth|api_key|apikey|secret)=)"
+_QUERY_SECRET = re.compile(  # short names only as query parameters, long ones anywhere
+    r"(?P<key>(?:[?&;](?:p|pw|pwd|pass|auth)|\b(?:passwd|password|token|access_token|api_key|apikey|secret))=)"
     r"(?P<value>[^&;#\s'\"]*)", re.IGNORECASE)
 _AUTH_HEADER = re.compile(
     r"(?P<key>\b(?:authorization|proxy-authorization)['\"]?\s*[:=]\s*['\"]?(?:(?:basic|bearer|token|digest)\s+)?)"
