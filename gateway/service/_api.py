@@ -30,6 +30,7 @@ log = logging.getLogger("pedf.api")
 
 #: an endpoint that changes state: its JSON answer, or raises ``web.HTTPException``
 Control = Callable[[web.Request], Awaitable[dict[str, Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _flatten(prefix: str, value: Any, labels: str, out: list[str]) -> None:
@@ -83,7 +84,7 @@ def build_app(status: Callable[[], GatewayStatus], *, token: str | None = None,
               health: HealthPolicy = HealthPolicy(), controls: Mapping[str, Control] | None = None) -> web.Application:
     """The application: reading endpoints always, ``controls`` (POST) only when a token is set."""
 
-    def guarded(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    def guarded(handler: Handler) -> Handler:
         async def check(request: web.Request) -> web.StreamResponse:
             if token is not None and not bearer_ok(request.headers.get("Authorization"), token):
                 return _unauthorized()
