@@ -81,8 +81,11 @@ def _unauthorized() -> web.Response:
 
 
 def build_app(status: Callable[[], GatewayStatus], *, token: str | None = None,
-              health: HealthPolicy = HealthPolicy(), controls: Mapping[str, Control] | None = None) -> web.Application:
-    """The application: reading endpoints always, ``controls`` (POST) only when a token is set."""
+              health: HealthPolicy | Callable[[], HealthPolicy] = HealthPolicy(),
+              controls: Mapping[str, Control] | None = None) -> web.Application:
+    """The application: reading endpoints always, ``controls`` (POST) only when a token is set.
+    ``health`` may be a callable, so that thresholds changed by a reload apply at once."""
+    policy = health if callable(health) else (lambda: health)
 
     def guarded(handler: Handler) -> Handler:
         async def check(request: web.Request) -> web.StreamResponse:
@@ -93,7 +96,7 @@ def build_app(status: Callable[[], GatewayStatus], *, token: str | None = None,
 
     async def health_doc(_: web.Request) -> web.Response:
         st = status()
-        reasons = health_reasons(st, time.time_ns(), health)
+        reasons = health_reasons(st, time.time_ns(), policy())
         body = {"healthy": not reasons, "reasons": redact_tree(reasons), "devices_up": st.devices_up,
                 "devices_total": st.devices_total}
         return web.json_response(body, status=503 if reasons else 200)
@@ -124,7 +127,7 @@ def warn_if_exposed(host: str, token: str | None, port: int) -> None:
 
 
 async def serve_api(status: Callable[[], GatewayStatus], host: str, port: int, bound: asyncio.Future[int], *,
-                    token: str | None = None, health: HealthPolicy = HealthPolicy(),
+                    token: str | None = None, health: HealthPolicy | Callable[[], HealthPolicy] = HealthPolicy(),
                     controls: Mapping[str, Control] | None = None) -> None:
     """Serve until cancelled; ``bound`` gets the port once listening.  The runner is cleaned up in
     ``finally``, whatever ends the task."""

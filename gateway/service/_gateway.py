@@ -233,7 +233,7 @@ class Gateway:
                     source_tasks.append(group.create_task(
                         serve_api(self.status, api.host, api.port, api_ready,
                                   token=api.token.get_secret_value() if api.token else None,
-                                  health=self._health_policy(), controls={"/reload": self._api_reload}),
+                                  health=self._health_policy, controls={"/reload": self._api_reload}),
                         name="api"))
                     self.api_port = await api_ready
                 self.ready.set()
