@@ -9,6 +9,8 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -159,6 +161,9 @@ def test_health_turns_503_naming_the_sink_during_an_influxd_outage_and_recovers(
         assert [r for r in body["reasons"] if r.startswith("sink influx: oldest unsent sample is")], body
         assert "cannot connect" in body["reasons"][0]
         assert any(r.startswith("sink influx") for r in gw.status()["health"])  # /status says it too
+        shown = subprocess.run([str(Path(sys.executable).with_name("pedf")), "status", "--url",
+                                f"http://127.0.0.1:{api_port}"], capture_output=True, text=True, timeout=30)
+        assert "health: UNHEALTHY" in shown.stdout and "  ! sink influx: oldest unsent sample" in shown.stdout
         influxd.start()
         wait_until(lambda: _health(api_port)[0] == 200, 45, what="healthy again once influxd is back")
         assert gw.status()["journal"]["sinks"]["influx"]["backlog_rows"] < 20
