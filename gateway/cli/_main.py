@@ -14,6 +14,7 @@ import urllib.request
 
 from gateway.errors import ConfigError, JournalError, PedfError
 from gateway.logs import setup_logging
+from gateway.redact import redact, redact_url
 
 
 def _load(path: str):
@@ -41,7 +42,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{len(d.points)} fields in {len(plan.requests)} request(s) [{reqs}]"
         )
     for sink in site.config.sinks:
-        print(f"  sink {sink.name}: {sink.type} {sink.url}")
+        print(f"  sink {sink.name}: {sink.type} {redact_url(sink.url)}")
     if args.learned:
         return _print_learned(args.journal or site.config.journal.path)
     return 0
@@ -134,15 +135,44 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+TOKEN_ENV = "PEDF_API_TOKEN"
+
+
+def _status_target(args: argparse.Namespace) -> tuple[str, str | None]:
+    """The API's URL and token: ``--url`` or the site file's ``api:``; the token from the site file
+    or ``$PEDF_API_TOKEN`` (never a command-line argument, which any user sees in ``ps``)."""
+    url, token = args.url, os.environ.get(TOKEN_ENV) or None
+    if args.site:
+        api = _load(args.site).config.api
+        if url is None:
+            host = "127.0.0.1" if api.host in ("", "0.0.0.0", "::") else api.host
+            url = f"http://{f'[{host}]' if ':' in host else host}:{api.port}"
+        if api.token is not None and token is None:
+            token = api.token.get_secret_value()
+    return url or "http://127.0.0.1:8780", token
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    url, token = _status_target(args)
+    request = urllib.request.Request(url.rstrip("/") + "/status")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(args.url.rstrip("/") + "/status", timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             st = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            print(f"the gateway at {redact_url(url)} requires its API token: pass the site file "
+                  f"(pedf status site.yaml) or set {TOKEN_ENV}" + (" (the token given was refused)" if token else ""),
+                  file=sys.stderr)
+        else:
+            print(f"the gateway at {redact_url(url)} answered HTTP {exc.code}", file=sys.stderr)
+        return 1
     except (urllib.error.URLError, OSError) as exc:
-        print(f"no gateway answers at {args.url}: {exc}", file=sys.stderr)
+        print(redact(f"no gateway answers at {url}: {exc}", (token or "",)), file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(st, indent=2))
+        print(redact(json.dumps(st, indent=2)))
         return 0
     from gateway.service import GatewayStatus, render_status
 
@@ -208,7 +238,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             journal_path=args.journal, influx_url=args.influx_url, influx_db=args.influx_db,
             interval_s=args.interval_s, p_max_kw=args.p_max_kw))
     except (PedfError, OSError, ValueError) as exc:  # ValueError: the analytics kernels refused their input
-        print(f"pedf analyze: {exc}", file=sys.stderr)
+        print(redact(f"pedf analyze: {exc}"), file=sys.stderr)
         return 1
     return 0
 
@@ -240,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_simulate)
 
     st = sub.add_parser("status", help="devices up/down, samples/s, journal backlog per sink")
-    st.add_argument("--url", default="http://127.0.0.1:8780")
+    st.add_argument("site", nargs="?", help="site file: the API's address and token (api:)")
+    st.add_argument("--url", help="the gateway's API (default: the site file's api:, else http://127.0.0.1:8780)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
@@ -288,7 +319,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _redacted_excepthook(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+    """An exception nobody caught is printed redacted too (its message may hold a URL)."""
+    import traceback
+
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, exc, tb))))  # type: ignore[arg-type]
+
+
 def main(argv: list[str] | None = None) -> int:
+    sys.excepthook = _redacted_excepthook
     args = build_parser().parse_args(argv)
     setup_logging(args.log_format, args.log_level)
     try:
@@ -296,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error{'s' if len(exc.problems) > 1 else ''}:", file=sys.stderr)
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            print(f"  {redact(str(problem))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

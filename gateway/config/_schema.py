@@ -8,10 +8,11 @@ type) and expands templates and profiles into the final list of devices.
 
 from __future__ import annotations
 
+import urllib.parse
 import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from drivers.balance import DeviceRole
 from drivers.modbus import Point
@@ -125,6 +126,13 @@ class InfluxV1Sink(Strict):
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
 
+    @model_validator(mode="after")
+    def _credentials_once(self) -> InfluxV1Sink:
+        if _has_userinfo(self.url) and self.username is not None:
+            raise ValueError("url carries user:password@ and username is set too: give the credentials once "
+                             "(preferably username/password with password: ${ENV})")
+        return self
+
 
 class InfluxV2Sink(Strict):
     type: Literal["influxdb_v2"]
@@ -138,6 +146,16 @@ class InfluxV2Sink(Strict):
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
 
+    @model_validator(mode="after")
+    def _token_only(self) -> InfluxV2Sink:
+        if _has_userinfo(self.url):
+            raise ValueError("an influxdb_v2 sink authenticates with token:, not with user:password@ in its url")
+        return self
+
+
+def _has_userinfo(url: str) -> bool:
+    return "@" in urllib.parse.urlsplit(url).netloc
+
 
 Sink = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
 
@@ -149,10 +167,29 @@ class JournalSection(Strict):
     max_mb: float = Field(default=1024.0, gt=0)
 
 
+class HealthSection(Strict):
+    """When ``/health`` turns unhealthy (503), beyond "no device is up" and "low disk space"."""
+
+    max_unsent_age_s: float = Field(default=300.0, gt=0, le=30 * 86400)  # a sink's oldest unsent sample
+    commit_failure_window_s: float = Field(default=60.0, ge=1, le=86400)  # a failed commit counts this long
+
+
 class ApiSection(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8780, ge=0, le=65535)
     enabled: bool = True
+    # bearer token: /status, /metrics and every endpoint that changes state require it; /health stays open
+    token: SecretStr | None = None
+    health: HealthSection = Field(default_factory=HealthSection)
+
+    @field_validator("token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("an API token needs at least 16 characters (e.g. `openssl rand -hex 16`)")
+        if value is not None and any(c.isspace() for c in value.get_secret_value()):
+            raise ValueError("an API token cannot contain spaces or line breaks")
+        return value
 
 
 class SiteFile(Strict):

@@ -26,6 +26,7 @@ from gateway.config._schema import (
 )
 from gateway.config._yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError, ConfigProblem
+from gateway.redact import remember_secrets_of
 from gateway.series import SeriesKey
 
 
@@ -115,6 +116,7 @@ def resolve_site(doc: YamlDocument) -> Site:
     problems.extend(check_analytics(config.analytics, config, devices, doc.problem))
     if problems:
         raise ConfigError(problems)
+    remember_secrets_of(config)  # masked wherever they would be printed from now on
     return Site(doc.file, config, tuple(devices))
 
 

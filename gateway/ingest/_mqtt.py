@@ -43,6 +43,7 @@ from drivers.mqtt import BrokerEndpoint, InboundMessage, MqttSource, SourceStats
 from gateway.config import MqttBroker, MqttSection, Site, Subscription
 from gateway.errors import JournalError
 from gateway.journal import Journal
+from gateway.logs import warn_cleartext_passwords
 from gateway.series import Sample, SeriesKey
 
 log = logging.getLogger("pedf.mqtt")
@@ -155,6 +156,7 @@ class MqttIngest:
 
     async def run(self) -> None:
         self.journal.arrival_window_ns = int(self.section.dedup_window_s * 1e9)
+        warn_cleartext_passwords(log, "MQTT ingest", self.section.brokers)
         async with self.make_source() as source:
             self.source = source
             async for batch in source:

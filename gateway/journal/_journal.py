@@ -76,6 +76,8 @@ class JournalStats:
     dropped_rows: int  # deleted by the size cap
     dropped_undelivered: int  # of those, rows some sink had not yet delivered
     sinks: dict[str, SinkBacklog] = field(default_factory=dict)
+    free_bytes: int | None = None  # free space of the journal's file system (None: not measured)
+    low_space: bool = False  # the free space is under the reserve
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

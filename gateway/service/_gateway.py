@@ -38,6 +38,7 @@ from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 from gateway.series import Sample
 from gateway.service._deadband import DeadbandFilter
+from gateway.service._health import HealthPolicy, health_reasons
 from gateway.service._lines import PollerStats, device_spec, holes_from_records, holes_to_records, line_groups
 from gateway.service._live import LiveAnalytics
 from gateway.service._status import GatewayStatus, MqttStatus
@@ -70,6 +71,8 @@ class GatewayCounters:
     overruns: int = 0  # polls dropped because the journal could not keep up
     commit_failures: int = 0
     started_ns: int = field(default_factory=time.time_ns)
+    last_commit_failure_ns: int | None = None  # /health: the journal cannot commit
+    journal_failures_seen: int = 0  # the journal's failed commits, MQTT ingest's included
 
 
 class Gateway:
@@ -101,7 +104,7 @@ class Gateway:
         self.mqtt_ingest: MqttIngest | None = None  # when the site has an mqtt: section
         self.mqtt_publish: MqttSink | None = None
         self.live: LiveAnalytics | None = None  # when the site has an analytics: section
-        self._reloads: asyncio.Queue[str | Path | None] = asyncio.Queue()
+        self._reloads: asyncio.Queue[tuple[str | Path | None, asyncio.Future[bool] | None]] = asyncio.Queue()
         self._drained = asyncio.Event()
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
         self.poller_stats: dict[str, PollerStats] = {}
@@ -143,6 +146,7 @@ class Gateway:
         exc = future.exception()
         if exc is not None:
             self.counters.commit_failures += 1
+            self.counters.last_commit_failure_ns = time.time_ns()
             if self.counters.commit_failures == 1 or self.counters.commit_failures % 1000 == 0:
                 log.error(
                     "journal commit failed",
@@ -228,12 +232,22 @@ class Gateway:
 
     def request_reload(self, path: str | Path | None = None) -> None:
         """Queue a reload (SIGHUP): the reload task runs them one at a time, in order."""
-        self._reloads.put_nowait(path)
+        self._reloads.put_nowait((path, None))
+
+    async def _api_reload(self, _: object) -> dict[str, Any]:
+        """``POST /reload``: a SIGHUP that answers whether the site file was taken."""
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._reloads.put_nowait((None, done))
+        ok = await done
+        return {"reloaded": ok, "devices": len(self.site.devices),
+                **({} if ok else {"error": "site file refused, the running configuration stays (see the log)"})}
 
     async def _reload_loop(self) -> None:
         while True:
-            path = await self._reloads.get()
-            await self.reload(path)
+            path, done = await self._reloads.get()
+            ok = await self.reload(path)
+            if done is not None and not done.done():
+                done.set_result(ok)
 
     # -- running -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, on_ready: Callable[[], None] | None = None) -> None:
@@ -272,9 +286,12 @@ class Gateway:
                 if self.api_enabled:
                     from gateway.service._api import serve_api
 
+                    api = self.site.config.api
                     api_ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
                     source_tasks.append(group.create_task(
-                        serve_api(self.status_json, self.site.config.api.host, self.site.config.api.port, api_ready),
+                        serve_api(self.status, api.host, api.port, api_ready,
+                                  token=api.token.get_secret_value() if api.token else None,
+                                  health=self._health_policy, controls={"/reload": self._api_reload}),
                         name="api"))
                     self.api_port = await api_ready
                 self.ready.set()
@@ -302,13 +319,21 @@ class Gateway:
             raise JournalError(f"{self._pending} samples not committed at shutdown") from None
 
     # -- status --------------------------------------------------------------------------
+    def _health_policy(self) -> HealthPolicy:
+        h = self.site.config.api.health
+        return HealthPolicy(max_unsent_age_s=h.max_unsent_age_s, commit_failure_window_s=h.commit_failure_window_s)
+
     def status(self) -> GatewayStatus:
         now = time.time_ns()
+        journal = self.journal.stats()
+        if journal.failed_commits > self.counters.journal_failures_seen:  # e.g. MQTT ingest's commits
+            self.counters.journal_failures_seen = journal.failed_commits
+            self.counters.last_commit_failure_ns = max(self.counters.last_commit_failure_ns or 0, now)
         devices: dict[str, DeviceStats] = {}
         for poller in self.pollers.values():
             devices.update(poller.stats())
         elapsed = max((now - self.counters.started_ns) / 1e9, 1e-9)
-        return GatewayStatus(
+        status = GatewayStatus(
             site=self.site.name,
             uptime_s=round(elapsed, 3),
             devices=devices,
@@ -319,13 +344,15 @@ class Gateway:
             samples_per_s=round(self.counters.samples / elapsed, 2),
             overruns=self.counters.overruns,
             commit_failures=self.counters.commit_failures,
-            journal=self.journal.stats(),
+            journal=journal,
             sinks={name: d.stats() for name, d in self.deliveries.items()},
             mqtt=MqttStatus(ingest=None if self.mqtt_ingest is None else self.mqtt_ingest.stats(),
                             publish=None if self.mqtt_publish is None else self.mqtt_publish.stats()),
             analytics=None if self.live is None else self.live.stats(),
             pollers={k: dataclasses.replace(v) for k, v in self.poller_stats.items()},
+            last_commit_failure_ns=self.counters.last_commit_failure_ns,
         )
+        return dataclasses.replace(status, health=health_reasons(status, now, self._health_policy()))
 
     def status_json(self) -> dict[str, Any]:
         return self.status().to_json()

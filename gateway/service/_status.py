@@ -17,6 +17,7 @@ from drivers.errors import exception_name
 from drivers.modbus import DeviceStats
 from gateway.ingest import IngestStats
 from gateway.journal import JournalStats
+from gateway.redact import redact
 from gateway.service._lines import PollerStats
 from gateway.service._live import LiveAnalyticsStats
 from gateway.sinks import DeliveryStats, PublisherStats
@@ -47,6 +48,8 @@ class GatewayStatus:
     analytics: LiveAnalyticsStats | None = None
     devices_degraded: int = 0  # answering, but their last poll gave no values
     pollers: dict[str, PollerStats] = field(default_factory=dict)  # by line: restarts after an unexpected error
+    last_commit_failure_ns: int | None = None  # wall clock of the last failed journal commit
+    health: list[str] = field(default_factory=list)  # why /health says unhealthy; empty when healthy
 
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "mqtt"}
@@ -122,12 +125,19 @@ def _device_errors(dev: DeviceStats) -> str:
 
 
 def render_status(st: GatewayStatus) -> str:
+    """The operator's text; redacted as a whole, whatever a field (a sink's last error) carries."""
+    return redact(_render(st))
+
+
+def _render(st: GatewayStatus) -> str:
     lines = [
         f"site {st.site}: {st.devices_up}/{st.devices_total} devices up"
         + (f" ({st.devices_degraded} degraded)" if st.devices_degraded else "") + ", "
         f"{st.samples_per_s} samples/s, {st.samples} samples, {st.overruns} overruns, "
-        f"up {st.uptime_s:.0f} s"
+        f"up {st.uptime_s:.0f} s",
+        "health: ok" if not st.health else "health: UNHEALTHY",
     ]
+    lines += [f"  ! {reason}" for reason in st.health]
     for name, dev in sorted(st.devices.items()):
         state = {"up": "up  ", "degraded": "DEGR", "down": "DOWN"}.get(dev.state, dev.state)
         lines.append(f"  {state} {name:<22} ok {dev.polls_ok:<8} last ok {_age(dev.last_ok_ns)}  {_device_errors(dev)}"

@@ -20,6 +20,7 @@ from typing import Literal
 import aiohttp
 
 from gateway.errors import SinkUnavailable
+from gateway.redact import redact, redact_url, split_credentials
 from gateway.sinks._writer import classify_status
 
 _THREAD_GZIP_BYTES = 256 * 1024  # compress bigger bodies off the event loop
@@ -30,12 +31,16 @@ class InfluxV1Writer:
                  precision: Literal["ns", "u", "ms", "s"] = "ns", username: str | None = None,
                  password: str | None = None, auth: Literal["basic", "query"] = "basic", gzip: bool = True,
                  gzip_level: int = 1, timeout_s: float = 10.0, name: str | None = None) -> None:
+        url, url_user, url_password = split_credentials(url)  # aiohttp refuses them beside a header
+        if username is None and url_user is not None:
+            username, password = url_user, url_password
         self.url = url.rstrip("/")
-        self.name = name or f"influxdb-v1 {self.url}/{database}"
+        self.name = name or f"influxdb-v1 {redact_url(self.url)}/{database}"
         self.params = {"db": database, "precision": precision}
         if retention_policy:
             self.params["rp"] = retention_policy
         self._headers: dict[str, str] = {}
+        self._secrets = tuple(s for s in (password,) if s)
         if username is not None and auth == "basic":
             self._headers["Authorization"] = aiohttp.encode_basic_auth(username, password or "")
         elif username is not None:
@@ -72,8 +77,8 @@ class InfluxV1Writer:
                 text = await resp.text(errors="replace")
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise SinkUnavailable(f"{self.name}: {type(exc).__name__}: {_safe(exc)}") from None
-        classify_status(status, f"{self.name}: {_influx_error(text)}", retry_after)
+            raise SinkUnavailable(f"{self.name}: {type(exc).__name__}: {redact(_safe(exc), self._secrets)}") from None
+        classify_status(status, f"{self.name}: {redact(_influx_error(text), self._secrets)}", retry_after)
 
     async def ping(self) -> bool:
         try:

@@ -17,6 +17,7 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 
 from gateway.errors import SinkUnavailable
+from gateway.redact import redact, redact_url, split_credentials
 from gateway.sinks._writer import classify_status
 
 _PRECISION = {"ns": WritePrecision.NS, "us": WritePrecision.US, "ms": WritePrecision.MS,
@@ -27,9 +28,9 @@ class InfluxV2Writer:
     def __init__(self, url: str, org: str, bucket: str, token: str, *,
                  precision: Literal["ns", "us", "ms", "s"] = "ns", gzip: bool = True, timeout_s: float = 10.0,
                  name: str | None = None) -> None:
-        self.url = url.rstrip("/")
+        self.url = split_credentials(url)[0].rstrip("/")  # the token authenticates; aiohttp refuses both
         self.org, self.bucket = org, bucket
-        self.name = name or f"influxdb-v2 {self.url} {org}/{bucket}"
+        self.name = name or f"influxdb-v2 {redact_url(self.url)} {org}/{bucket}"
         self.precision = _PRECISION[precision]
         self.gzip = gzip
         self.timeout_s = timeout_s
@@ -54,17 +55,13 @@ class InfluxV2Writer:
             if status is None:
                 raise SinkUnavailable(f"{self.name}: {type(exc).__name__}") from None
             headers = getattr(exc, "headers", None) or {}
-            message = _redact(str(getattr(exc, "message", "") or getattr(exc, "body", "") or ""), self._token)
+            message = redact(str(getattr(exc, "message", "") or getattr(exc, "body", "") or ""), (self._token,))
             classify_status(int(status), f"{self.name}: {message[:1000]}", headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            reason = _redact(str(exc), self._token)[:300]
+            reason = redact(str(exc), (self._token,))[:300]
             raise SinkUnavailable(f"{self.name}: {type(exc).__name__}: {reason}") from None
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
-
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text

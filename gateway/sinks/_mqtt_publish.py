@@ -33,6 +33,7 @@ from drivers.tls import client_context
 from gateway.config import MqttBroker, MqttPublish, Site
 from gateway.errors import SinkUnavailable
 from gateway.journal import Journal, JournalRow
+from gateway.logs import warn_cleartext_passwords
 from gateway.sinks._delivery import Delivery
 
 log = logging.getLogger("pedf.mqtt.publish")
@@ -240,6 +241,7 @@ class MqttSink:
                                  backoff_initial_s=0.5, backoff_max_s=max(0.5, reconnect_max_s))
 
     async def run(self) -> None:
+        warn_cleartext_passwords(log, "MQTT publish", [self.publisher.broker])
         async with asyncio.TaskGroup() as group:
             group.create_task(self._stay_connected(), name=f"{self.name} presence")
             group.create_task(self.delivery.run(), name=f"{self.name} delivery")
