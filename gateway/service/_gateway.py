@@ -28,6 +28,7 @@ from gateway.config import Device, InfluxV1Sink, InfluxV2Sink, Site, load_site
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 from gateway.series import Sample
+from gateway.service._availability import Availability
 from gateway.service._deadband import DeadbandFilter
 from gateway.service._lines import device_spec, line_groups
 from gateway.service._live import LiveAnalytics
@@ -93,6 +94,7 @@ class Gateway:
         self._poll_tasks: dict[str, asyncio.Task[None]] = {}
         self._series: dict[str, int] = {}
         self._filters: dict[str, DeadbandFilter] = {}
+        self.availability = Availability()  # readings a device could not give, per point
         self._pending = 0
         self._overrun_logged = False
         self._group: asyncio.TaskGroup | None = None
@@ -108,6 +110,7 @@ class Gateway:
                 self._overrun_logged = True
             return
         self._overrun_logged = False
+        self.availability.check(device, values)
         values = self._filters[device].apply(ts_ns, values)
         try:
             future = self.journal.append(Sample(self._series[device], ts_ns, values, texts))
@@ -137,6 +140,7 @@ class Gateway:
         for d in devices:
             self._series[d.name] = await self.journal.series_id(d.series_key(self.site.name))
             self._filters[d.name] = DeadbandFilter(d.points)
+            self.availability.register(d.name, d.points)
 
     def _start_poller(self, key: str, devices: tuple[Device, ...]) -> None:
         assert self._group is not None
@@ -262,6 +266,7 @@ class Gateway:
             mqtt=MqttStatus(ingest=None if self.mqtt_ingest is None else self.mqtt_ingest.stats(),
                             publish=None if self.mqtt_publish is None else self.mqtt_publish.stats()),
             analytics=None if self.live is None else self.live.stats(),
+            not_available=self.availability.counts(),
         )
 
     def status_json(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class GatewayStatus:
     sinks: dict[str, DeliveryStats]
     mqtt: MqttStatus = field(default_factory=MqttStatus)
     analytics: LiveAnalyticsStats | None = None
+    not_available: dict[str, dict[str, int]] = field(default_factory=dict)  # device → point → polls
 
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "mqtt"}
@@ -122,6 +123,9 @@ def render_status(st: GatewayStatus) -> str:
         state = "up  " if dev.up else "DOWN"
         lines.append(f"  {state} {name:<22} ok {dev.polls_ok:<8} last ok {_age(dev.last_ok_ns)}  {_device_errors(dev)}"
                      .rstrip())
+        if st.not_available.get(name):
+            missing = ", ".join(f"{point} {n}" for point, n in sorted(st.not_available[name].items()))
+            lines.append(f"       not available (polls): {missing}")
     j = st.journal
     lines.append(f"journal: {j.rows} rows, {j.bytes / 1e6:.1f} MB, dropped {j.dropped_rows}")
     for name, sink in sorted(st.sinks.items()):
