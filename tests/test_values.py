@@ -98,3 +98,20 @@ def test_availability_counts_per_point_and_logs_once(caplog: pytest.LogCaptureFi
     assert av.counts() == {"dev": {"a": 3, "f": 3}}  # the string field's NaN is no miss
     assert [r.getMessage().split(":")[0] for r in caplog.records] == ["dev.a", "dev.f"]
     assert "sentinel 0xFFFF" in caplog.records[0].getMessage()
+
+
+def test_override_declares_or_switches_off_a_sentinel(tmp_path) -> None:
+    import yaml
+
+    from gateway.config import load_site
+
+    site = {"site": {"name": "t"}, "parks": [{"name": "p", "grid_region": "east_china"}],
+            "buildings": [{"name": "b", "park": "p", "floor_area_m2": 1}],
+            "devices": [{"name": "d", "building": "b", "role": "sub_meter", "profile": "bench60u16",
+                         "connection": {"type": "tcp", "host": "127.0.0.1"},
+                         "overrides": {"x00_kw": {"not_available": []}, "x01_kw": {"not_available": [0x7FFF]}}}]}
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(site))
+    points = {p.name: p for p in load_site(path).devices[0].points}
+    assert points["x00_kw"].sentinels == () and points["x01_kw"].sentinels == (0x7FFF,)
+    assert points["x02_kw"].sentinels == (0xFFFF,)

@@ -86,6 +86,7 @@ class PointOverride(Strict):
     max_silent_s: float | None = Field(default=None, gt=0)
     word_order: Literal["big", "little"] | None = None
     byte_order: Literal["big", "little"] | None = None
+    not_available: tuple[int | float, ...] | None = None  # raw sentinels; [] switches the type's default off
     enabled: bool = True
 
 
