@@ -43,16 +43,18 @@ def reason(point: Point) -> str:
 class Availability:
     """Per device: how many polls had each point not available."""
 
-    __slots__ = ("_devices",)
+    __slots__ = ("_devices", "_missing")
 
     def __init__(self) -> None:
         self._devices: dict[str, _Points] = {}
+        self._missing: set[str] = set()  # devices with a miss: /status of 1,000 devices reads only these
 
     def register(self, device: str, points: tuple[Point, ...]) -> None:
         old = self._devices.get(device)
         names = tuple(p.name for p in points)
         if old is not None and old.names == names:
             return  # a reload with the same points keeps its counts
+        self._missing.discard(device)
         texts = [i for i, p in enumerate(points) if p.field_kind == "str"]
         self._devices[device] = _Points(
             names, tuple(reason(p) for p in points), np.asarray(texts, dtype=np.intp) if texts else None,
@@ -73,6 +75,7 @@ class Availability:
         first = missing & ~entry.logged
         if first.any():
             entry.logged |= first
+            self._missing.add(device)
             for i in np.flatnonzero(first).tolist():
                 log.warning("%s.%s: not available (the device sent %s); left out of the sinks, counted per "
                             "point in pedf status", device, entry.names[i], entry.reasons[i],
@@ -81,7 +84,7 @@ class Availability:
     def counts(self) -> dict[str, dict[str, int]]:
         """Devices with a point that was not available at least once → point → polls."""
         out: dict[str, dict[str, int]] = {}
-        for device, entry in self._devices.items():
-            if entry.logged.any():
-                out[device] = {entry.names[i]: int(entry.counts[i]) for i in np.flatnonzero(entry.counts).tolist()}
+        for device in sorted(self._missing):
+            entry = self._devices[device]
+            out[device] = {entry.names[i]: int(entry.counts[i]) for i in np.flatnonzero(entry.counts).tolist()}
         return out
