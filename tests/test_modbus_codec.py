@@ -106,9 +106,14 @@ def device_images(draw):
             value = float(np.float64(raw)) if kind.startswith("float") else float(raw)
             value = value * mul if mul != 1.0 else value
             value = value + offset if offset != 0.0 else value
+            text = None
+            if raw in p.sentinels:  # the data type's "not available"
+                value = math.nan
+            elif kind in ("int64", "uint64") and p.field_kind == "int" and abs(raw) > 2**53:
+                value, text = (math.nan, None) if raw >= 2**63 else (value, str(raw))  # exact as text
             points.append(p)
             expected.append(value)
-            texts.append(None)
+            texts.append(text)
         for k, w in enumerate(words):
             images[fc][address + k] = w
         cursor[fc] = address + len(words)

@@ -12,6 +12,14 @@ Engineering value = raw × scale × ratio + offset (:meth:`drivers.modbus._point
 Booleans (coils, discrete inputs, a register read as bool) are 0.0 / 1.0, unscaled.  Strings are
 NaN in the value array and decoded into a separate tuple (the one per-point Python step).
 The offset is added only to points that have one, so a raw ``-0.0`` stays ``-0.0``.
+
+Values that are not values: a raw value equal to a point's sentinel (:attr:`Point.sentinels`, by
+default the data type's "not available" value) decodes to NaN, which the gateway counts per point
+as *not available*, with NaN and ±inf from float registers.  Integers beyond 2^53 (64-bit points
+read unscaled) do not fit a float64 exactly: their exact decimal text travels in the texts tuple
+beside the value, so the line protocol writes ``18014398509481985i``, not the nearest double; a
+uint64 above the int64 range (which line protocol's ``i`` cannot carry) is not available.  Both
+checks cost one vectorised comparison per poll, and only for devices whose points need them.
 """
 
 from __future__ import annotations
@@ -55,16 +63,33 @@ def value_byte_index(register_offset: int, registers: int, word_order: Order, by
     return out
 
 
+EXACT_LIMIT = 2**53  # integers up to this magnitude are exact in a float64
+INT64_MAX = 2**63 - 1
+
+
 class _Group:
-    """Points decoded the same way: positions in the output and their byte (or bit) index."""
+    """Points decoded the same way: positions in the output and their byte (or bit) index, and which
+    of them to check for a sentinel (``na_at`` within the group, ``na_raw``) or for exactness."""
 
-    __slots__ = ("dtype", "index", "is_bool", "positions")
+    __slots__ = ("checks", "dtype", "exact_at", "index", "is_bool", "na_at", "na_raw", "na_wide", "positions")
 
-    def __init__(self, dtype: str, positions: list[int], index: list[list[int]], is_bool: bool) -> None:
+    def __init__(self, dtype: str, positions: list[int], index: list[list[int]], is_bool: bool,
+                 na: list[tuple[int, int | float]] | None = None, exact: list[int] | None = None) -> None:
         self.dtype = dtype
         self.positions = np.asarray(positions, dtype=np.intp)
         self.index = np.asarray(index, dtype=np.intp)
         self.is_bool = is_bool
+        na = na or []
+        self.na_at = np.asarray([at for at, _ in na], dtype=np.intp)
+        # compared as the decoded float64 (native, fast) unless 64 bits wide, where a float64 would
+        # round 2^64 - 2 onto the 2^64 - 1 sentinel: those compare as the raw integers
+        self.na_wide = np.dtype(dtype).itemsize == 8 and np.dtype(dtype).kind in "iu"
+        self.na_raw = np.asarray([v for _, v in na], dtype=np.dtype(dtype).newbyteorder("=") if self.na_wide
+                                 else np.float64)
+        if self.na_at.tolist() == list(range(len(positions))):  # one sentinel per point: no gather
+            self.na_at = slice(None)
+        self.exact_at = np.asarray(exact or [], dtype=np.intp)
+        self.checks = bool(self.na_raw.size or self.exact_at.size)
 
 
 class DeviceDecoder:
@@ -103,6 +128,7 @@ class DeviceDecoder:
         offset_pos: list[int] = []
         offset_val: list[float] = []
         by_dtype: dict[tuple[str, bool], tuple[list[int], list[list[int]]]] = {}
+        checks: dict[tuple[str, bool], tuple[list[tuple[int, int | float]], list[int]]] = {}
         bit_pos: list[int] = []
         bit_idx: list[int] = []
         strings: list[tuple[int, np.ndarray]] = []
@@ -131,6 +157,11 @@ class DeviceDecoder:
                     offset_pos.append(i)
                     offset_val.append(p.offset)
             positions, index = by_dtype.setdefault(key, ([], []))
+            na, exact = checks.setdefault(key, ([], []))
+            if not p.is_bits and p.type is not DataType.BOOL:
+                na.extend((len(positions), v) for v in p.sentinels)
+                if p.type in (DataType.INT64, DataType.UINT64) and p.field_kind == "int":
+                    exact.append(len(positions))
             positions.append(i)
             index.append(value_byte_index(start, p.register_count, p.word_order, p.byte_order))
 
@@ -141,7 +172,8 @@ class DeviceDecoder:
         self._may_overflow = may_overflow
         self._offset_pos = np.asarray(offset_pos, dtype=np.intp)
         self._offset_val = np.asarray(offset_val, dtype=np.float64)
-        self._groups = tuple(_Group(dt, pos, idx, is_bool) for (dt, is_bool), (pos, idx) in by_dtype.items())
+        self._groups = tuple(_Group(dt, pos, idx, is_bool, *checks[(dt, is_bool)])
+                             for (dt, is_bool), (pos, idx) in by_dtype.items())
         # the common meter layout, one numeric type for every point in order: no scatter needed
         only = self._groups[0] if len(self._groups) == 1 else None
         self._single = (
@@ -178,21 +210,23 @@ class DeviceDecoder:
         self, responses: Sequence[Sequence[int] | Sequence[bool]]
     ) -> tuple[np.ndarray, tuple[str | None, ...] | None]:
         """``responses[i]`` answers ``plan.requests[i]``; returns (values, texts or None)."""
-        if self._in_order:
-            out = np.frombuffer(self.register_buffer(responses), dtype=self._single.dtype).astype(np.float64)
-            self._scale(out)
-            return out, None
         if self._single is not None:
             g = self._single
-            out = self.register_buffer(responses)[g.index].view(g.dtype)[:, 0].astype(np.float64)
+            buf = self.register_buffer(responses)
+            raw = np.frombuffer(buf, dtype=g.dtype) if self._in_order else buf[g.index].view(g.dtype)[:, 0]
+            out = raw.astype(np.float64)
+            exact = self._check(g, raw, out, None, out) if g.checks else None
             self._scale(out)
-            return out, None
+            return out, None if exact is None else tuple(exact)
         out = self._template.copy()
+        exact = None
         if self._register_requests:
             buf = self.register_buffer(responses)
             for g in self._groups:
                 raw = buf[g.index].view(g.dtype)[:, 0]
                 out[g.positions] = raw != 0 if g.is_bool else raw
+                if g.checks:
+                    exact = self._check(g, raw, out, exact, None)
         if self._bit_requests:
             if len(self._bit_requests) == 1:
                 ri, count = self._bit_requests[0]
@@ -202,11 +236,38 @@ class DeviceDecoder:
             out[self._bit_pos] = np.asarray(bits, dtype=bool)[self._bit_idx]
         self._scale(out)
         if not self._strings:
-            return out, None
-        texts = self._texts_template.copy()
+            return out, None if exact is None else tuple(exact)
+        texts = exact or self._texts_template.copy()
         for i, idx in self._strings:
             texts[i] = buf[idx].tobytes().rstrip(b"\x00 ").decode("utf-8", errors="replace")
         return out, tuple(texts)
+
+    def _check(self, g: _Group, raw: np.ndarray, out: np.ndarray, texts: list[str | None] | None,
+               decoded: np.ndarray | None) -> list[str | None] | None:
+        """Sentinels → NaN in ``out``; 64-bit integers beyond 2^53 → their exact text in ``texts``.
+        ``decoded`` is ``out`` when it holds the group's values in order (one type), else None."""
+        if g.na_raw.size:
+            seen = raw if g.na_wide else decoded if decoded is not None else out[g.positions]
+            hit = seen[g.na_at] == g.na_raw
+            if hit.any():
+                out[g.positions[g.na_at][hit]] = math.nan
+        if g.exact_at.size:
+            wide = raw[g.exact_at]
+            big = wide > EXACT_LIMIT
+            if wide.dtype.kind == "i":
+                big |= wide < -EXACT_LIMIT
+            if big.any():
+                for j in np.flatnonzero(big).tolist():
+                    pos = int(g.positions[g.exact_at[j]])
+                    value = int(wide[j])
+                    if math.isnan(out[pos]):
+                        continue  # a sentinel: not available
+                    if value > INT64_MAX:  # line protocol's integers are int64
+                        out[pos] = math.nan
+                        continue
+                    texts = texts or self._texts_template.copy()
+                    texts[pos] = str(value)
+        return texts
 
 
 def _largest_raw(dtype: DataType) -> float:

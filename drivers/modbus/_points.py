@@ -4,6 +4,14 @@ Engineering value = raw × scale × ratio + offset, where ratio is the device's 
 their product, or 1, as the point says (metering practice for CT/PT-connected meters, e.g. Acrel
 DDSY1352: "values scale with PT/CT ratios", see DOMAIN.md §6).  Field names carry their unit as a
 suffix (``p_kw``, ``e_import_kwh``).
+
+"Not available": a device that has no value for a register answers with a sentinel, by data type the
+SunSpec "unimplemented" values (SunSpec Information Model Reference, "Unimplemented values"):
+int16 0x8000, uint16 0xFFFF, int32 0x80000000, uint32 0xFFFFFFFF, int64 0x8000000000000000, uint64
+0xFFFFFFFFFFFFFFFF; float registers send NaN (or ±inf).  A point may declare its own raw values
+(``not_available: [0x7FFF]``, the register's bit pattern or its signed value) or none
+(``not_available: []``).  Counters get no default: an accumulator passes through its all-ones value
+on the way to its rollover, and SunSpec's "not accumulated" is 0, which a new meter reads too.
 """
 
 from __future__ import annotations
@@ -13,11 +21,21 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from drivers.modbus._registers import REGISTER_COUNT, DataType, Order, RegisterType, is_bit_register
+from drivers.modbus._registers import INTEGER_RANGE, REGISTER_COUNT, DataType, Order, RegisterType, is_bit_register
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 Ratio = Literal["none", "pt", "ct", "pt*ct"]
 FieldKind = Literal["float", "int", "bool", "str"]
+
+#: the data type's "not available" raw value, as the decoded (signed or unsigned) integer
+DEFAULT_NOT_AVAILABLE: dict[DataType, int] = {
+    DataType.INT16: -(2**15),
+    DataType.UINT16: 2**16 - 1,
+    DataType.INT32: -(2**31),
+    DataType.UINT32: 2**32 - 1,
+    DataType.INT64: -(2**63),
+    DataType.UINT64: 2**64 - 1,
+}
 
 
 class Point(BaseModel):
@@ -42,6 +60,8 @@ class Point(BaseModel):
     deadband: float | None = Field(default=None, ge=0)
     max_silent_s: float | None = Field(default=None, gt=0)
     counter: bool = False
+    not_available: tuple[int | float, ...] | None = Field(
+        default=None, description="raw values meaning 'no value' (default: the data type's sentinel)")
 
     @model_validator(mode="after")
     def _consistent(self) -> Point:
@@ -62,7 +82,31 @@ class Point(BaseModel):
             raise ValueError("scale must not be 0")
         if self.address + self.register_count - 1 > 65535:
             raise ValueError("point runs past register 65535")
+        if self.not_available:
+            self._check_not_available(self.not_available)
         return self
+
+    def _check_not_available(self, values: tuple[int | float, ...]) -> None:
+        if self.type in (DataType.BOOL, DataType.STRING):
+            raise ValueError(f"not_available applies to numeric points, not {self.type.value}")
+        if self.type in INTEGER_RANGE:
+            bits = 16 * REGISTER_COUNT[self.type]
+            for v in values:
+                if not float(v).is_integer() or not -(2 ** (bits - 1)) <= v < 2**bits:
+                    raise ValueError(f"not_available value {v!r} is not a raw {self.type.value}")
+
+    @property
+    def sentinels(self) -> tuple[int | float, ...]:
+        """Raw values that mean "not available", as the decoder sees them (signed types signed)."""
+        if self.not_available is None:
+            default = None if self.counter else DEFAULT_NOT_AVAILABLE.get(self.type)
+            return () if default is None else (default,)
+        if self.type not in INTEGER_RANGE:
+            return tuple(float(v) for v in self.not_available)
+        lo, hi = INTEGER_RANGE[self.type]
+        span = hi - lo + 1  # a bit pattern above a signed type's range, or a negative unsigned value
+        return tuple(int(v) - span if v > hi else int(v) + span if v < lo else int(v)
+                     for v in self.not_available)
 
     @property
     def register_count(self) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from gateway.config._analytics import AnalyticsSection, BatterySection, factor_region
 from gateway.config._mqtt import MqttBroker, MqttPublish, MqttSection, Subscription
-from gateway.config._schema import InfluxV1Sink, InfluxV2Sink, SerialConnection, TcpConnection
+from gateway.config._schema import InfluxV1Sink, InfluxV2Sink, SerialConnection, SinkTls, TcpConnection
 from gateway.config._site import Device, Site, load_site, resolve_site
 from gateway.config._yaml import load_yaml
 
@@ -26,6 +26,7 @@ __all__ = [
     "MqttPublish",
     "MqttSection",
     "SerialConnection",
+    "SinkTls",
     "Site",
     "Subscription",
     "TcpConnection",

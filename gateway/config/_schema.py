@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.parse
 import zoneinfo
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -86,6 +87,7 @@ class PointOverride(Strict):
     max_silent_s: float | None = Field(default=None, gt=0)
     word_order: Literal["big", "little"] | None = None
     byte_order: Literal["big", "little"] | None = None
+    not_available: tuple[int | float, ...] | None = None  # raw sentinels; [] switches the type's default off
     enabled: bool = True
 
 
@@ -113,6 +115,33 @@ class DeviceSection(Strict):
     overrides: dict[str, PointOverride] = Field(default_factory=dict)
 
 
+class SinkTls(Strict):
+    """TLS of an ``https://`` sink; the server's certificate is always verified."""
+
+    ca_file: str | None = None  # PEM bundle the server's certificate must chain to; the system's CAs when unset
+    cert_file: str | None = None  # client certificate (mutual TLS)
+    key_file: str | None = None  # its private key, when not in cert_file
+    server_hostname_check: bool = True
+
+    @field_validator("ca_file", "cert_file", "key_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _pair(self) -> SinkTls:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file needs cert_file (the client certificate)")
+        return self
+
+
+def _tls_needs_https(url: str, tls: SinkTls | None) -> None:
+    if tls is not None and not url.startswith("https://"):
+        raise ValueError("tls applies to an https:// url")
+
+
 class InfluxV1Sink(Strict):
     type: Literal["influxdb_v1"]
     name: str = Field(default="influxdb", pattern=NAME)
@@ -125,6 +154,13 @@ class InfluxV1Sink(Strict):
     max_age_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
+    skip_database_creation: bool = True  # false: a missing database is created (needs an admin user)
+    tls: SinkTls | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> InfluxV1Sink:
+        _tls_needs_https(self.url, self.tls)
+        return self
 
     @model_validator(mode="after")
     def _credentials_once(self) -> InfluxV1Sink:
@@ -145,6 +181,12 @@ class InfluxV2Sink(Strict):
     max_age_s: float = Field(default=1.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
     gzip: bool = True
+    tls: SinkTls | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> InfluxV2Sink:
+        _tls_needs_https(self.url, self.tls)
+        return self
 
     @model_validator(mode="after")
     def _token_only(self) -> InfluxV2Sink:

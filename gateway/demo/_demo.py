@@ -108,7 +108,9 @@ async def run_demo(
     embedded = site.config.mqtt is not None and site.config.mqtt.brokers[0].port == mqtt_port
     totals_path = var / "demo-simulator-totals.json"
     totals_path.unlink(missing_ok=True)
-    sinks = [InfluxV1Sink(type="influxdb_v1", url=influx_url, database="pedf")] if influx_url else []
+    # the demo creates its database, as Telegraf does by default: nobody has prepared the server for it
+    sinks = [InfluxV1Sink(type="influxdb_v1", url=influx_url, database="pedf", skip_database_creation=False)
+             ] if influx_url else []
     duration_s = hold_s + simulated_s / speed + 2.0
     print(
         f"demo: {len(site.devices)} simulated devices of building {site.devices[0].building}, "
@@ -229,12 +231,22 @@ async def summarize(site: Site, journal_path: Path, totals_path: Path, gateway: 
         "   (losses = PV + import + discharge − load − export − charge)"
     )
     st = gateway.status()
-    ok = stored > 0 and st.commit_failures == 0
+    problems = [] if stored > 0 else ["no sample stored"]
+    if st.commit_failures:
+        problems.append(f"{st.commit_failures} commit failures")
+    for name, sink in sorted(st.sinks.items()):
+        if sink.sent_lines == 0:  # a sink the run delivered nothing to is a failed run, with its reason
+            problems.append(f"sink {name} delivered nothing ({sink.last_error or 'no line was accepted'})")
+        elif sink.backlog:
+            print(f"sink {name}: {sink.sent_lines} lines delivered, {sink.backlog} rows left in the journal "
+                  f"({sink.last_error or 'the final flush ran out of time'})")
+        else:
+            print(f"sink {name}: {sink.sent_lines} lines delivered")
     print(
         f"\n{stored} samples stored, {st.overruns} overruns, {st.commit_failures} commit failures — "
-        f"{'OK' if ok else 'FAILED'}"
+        f"{'OK' if not problems else 'FAILED: ' + '; '.join(problems)}"
     )
-    return 0 if ok else 1
+    return 0 if not problems else 1
 
 
 if __name__ == "__main__":

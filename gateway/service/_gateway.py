@@ -37,6 +37,7 @@ from gateway.config import Device, InfluxV1Sink, InfluxV2Sink, Site, load_site
 from gateway.errors import ConfigError, JournalError
 from gateway.journal import Journal
 from gateway.series import Sample
+from gateway.service._availability import Availability
 from gateway.service._deadband import DeadbandFilter
 from gateway.service._health import HealthPolicy, health_reasons
 from gateway.service._lines import PollerStats, device_spec, holes_from_records, holes_to_records, line_groups
@@ -112,6 +113,7 @@ class Gateway:
         self._holes_queue: asyncio.Queue[tuple[str, tuple[LearnedHole, ...]]] = asyncio.Queue()
         self._series: dict[str, int] = {}
         self._filters: dict[str, DeadbandFilter] = {}
+        self.availability = Availability()  # readings a device could not give, per point
         self._pending = 0
         self._overrun_logged = False
         self._group: asyncio.TaskGroup | None = None
@@ -127,6 +129,7 @@ class Gateway:
                 self._overrun_logged = True
             return
         self._overrun_logged = False
+        self.availability.check(device, values)
         values = self._filters[device].apply(ts_ns, values)
         try:
             future = self.journal.append(Sample(self._series[device], ts_ns, values, texts))
@@ -157,6 +160,7 @@ class Gateway:
         for d in devices:
             self._series[d.name] = await self.journal.series_id(d.series_key(self.site.name))
             self._filters[d.name] = DeadbandFilter(d.points)
+            self.availability.register(d.name, d.points)
 
     def _start_poller(self, key: str, devices: tuple[Device, ...]) -> None:
         assert self._group is not None
@@ -351,6 +355,7 @@ class Gateway:
             analytics=None if self.live is None else self.live.stats(),
             pollers={k: dataclasses.replace(v) for k, v in self.poller_stats.items()},
             last_commit_failure_ns=self.counters.last_commit_failure_ns,
+            not_available=self.availability.counts(),
         )
         return dataclasses.replace(status, health=health_reasons(status, now, self._health_policy()))
 

@@ -50,6 +50,7 @@ class GatewayStatus:
     pollers: dict[str, PollerStats] = field(default_factory=dict)  # by line: restarts after an unexpected error
     last_commit_failure_ns: int | None = None  # wall clock of the last failed journal commit
     health: list[str] = field(default_factory=list)  # why /health says unhealthy; empty when healthy
+    not_available: dict[str, dict[str, int]] = field(default_factory=dict)  # device → point → polls
 
     def to_json(self) -> dict[str, Any]:
         doc = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "mqtt"}
@@ -142,6 +143,9 @@ def _render(st: GatewayStatus) -> str:
         state = {"up": "up  ", "degraded": "DEGR", "down": "DOWN"}.get(dev.state, dev.state)
         lines.append(f"  {state} {name:<22} ok {dev.polls_ok:<8} last ok {_age(dev.last_ok_ns)}  {_device_errors(dev)}"
                      .rstrip())
+        if st.not_available.get(name):
+            missing = ", ".join(f"{point} {n}" for point, n in sorted(st.not_available[name].items()))
+            lines.append(f"       not available (polls): {missing}")
     for line, p in sorted(st.pollers.items()):
         if p.restarts:
             lines.append(f"  poller {line}: restarted {p.restarts}× after an error, last {_age(p.last_error_ns)} ago: "

@@ -4,11 +4,14 @@
 (influxdb-client-python, ``client/write_api_async.py``), so the fast encoder of
 :mod:`gateway.sinks._lineprotocol` is kept and no ``Point`` objects are built (~60k lines/s here, DESIGN.md).
 The same API is served by InfluxDB 2.x, 3.x, Cloud, 1.8+ (compatibility endpoints; token
-``user:password``, bucket ``db/rp``) and by VictoriaMetrics, which the tests use.
+``user:password``, bucket ``db/rp``) and by VictoriaMetrics, which the tests use.  An ``https://``
+URL is verified against ``ssl_context`` (:func:`drivers.tls.client_context`: a CA file, a client
+certificate), the system's CAs by default.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Literal
 
 import aiohttp
@@ -27,8 +30,9 @@ _PRECISION = {"ns": WritePrecision.NS, "us": WritePrecision.US, "ms": WritePreci
 class InfluxV2Writer:
     def __init__(self, url: str, org: str, bucket: str, token: str, *,
                  precision: Literal["ns", "us", "ms", "s"] = "ns", gzip: bool = True, timeout_s: float = 10.0,
-                 name: str | None = None) -> None:
+                 name: str | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = split_credentials(url)[0].rstrip("/")  # the token authenticates; aiohttp refuses both
+        self.ssl_context = ssl_context
         self.org, self.bucket = org, bucket
         self.name = name or f"influxdb-v2 {redact_url(self.url)} {org}/{bucket}"
         self.precision = _PRECISION[precision]
@@ -43,7 +47,8 @@ class InfluxV2Writer:
     def _write_api(self) -> Any:
         if self._client is None:
             self._client = InfluxDBClientAsync(url=self.url, token=self._token, org=self.org,
-                                               timeout=int(self.timeout_s * 1000), enable_gzip=self.gzip)
+                                               timeout=int(self.timeout_s * 1000), enable_gzip=self.gzip,
+                                               ssl_context=self.ssl_context)
         return self._client.write_api()
 
     async def write(self, body: bytes) -> None:
@@ -57,6 +62,9 @@ class InfluxV2Writer:
             headers = getattr(exc, "headers", None) or {}
             message = redact(str(getattr(exc, "message", "") or getattr(exc, "body", "") or ""), (self._token,))
             classify_status(int(status), f"{self.name}: {message[:1000]}", headers.get("Retry-After"))
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise SinkUnavailable(f"{self.name}: TLS certificate of {exc.host}:{exc.port} not trusted "
+                                  f"({exc.certificate_error}): set tls.ca_file") from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = redact(str(exc), (self._token,))[:300]
             raise SinkUnavailable(f"{self.name}: {type(exc).__name__}: {reason}") from None

@@ -22,7 +22,9 @@ files, so it is not rewritten here.
 
 Values: a NaN (not reported) or ±inf field is left out, and a row with no field left yields no line;
 ``int`` fields are written ``123i`` (left out beyond the int64 range), ``bool`` ``true``/``false``,
-``float`` as Python's ``repr`` would, ``str`` quoted.
+``float`` as Python's ``repr`` would, ``str`` quoted.  An ``int`` field beyond 2^53, which a float64
+cannot hold exactly, comes with its exact decimal text in the row's texts (the Modbus decoder puts
+it there) and is written from that text; such rows, rare, take the per-field path.
 
 Two encoders, same output values:
 
@@ -203,7 +205,7 @@ class LineEncoder:
             vals = row.values.tolist()  # per row: a batch's worth of float objects never lives at once
             fmt = layout.fmt_b if as_bytes else layout.fmt
             ts = row.ts_ns if div == 1 else row.ts_ns // div
-            if fmt is None or (layout.ints and not _ints_fit(vals, layout.ints)):
+            if fmt is None or row.texts is not None or (layout.ints and not _ints_fit(vals, layout.ints)):
                 line = self._general(plan, vals, row.texts, ts)
                 if line is not None:
                     append(line.encode() if as_bytes else line)
@@ -237,7 +239,9 @@ class LineEncoder:
         assert tables is not None
         plans = self._plans_of(rows)
         n = len(rows)
-        index = np.fromiter([p.index for p in plans], dtype=np.int64, count=n)
+        # a row with texts (exact integers beyond 2^53) is left to Python, like one with string fields
+        index = np.fromiter([-1 if r.texts is not None else p.index for r, p in zip(rows, plans, strict=True)],
+                            dtype=np.int64, count=n)
         width = tables.widths(index)
         starts = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(width, out=starts[1:])
@@ -305,13 +309,21 @@ class LineEncoder:
             elif kind == "float":
                 parts.append(key + repr(v))
             elif kind == "int":
-                if -_INT64_LIMIT < v < _INT64_LIMIT:
+                exact = None if texts is None else texts[i]
+                if exact is not None and _exact_int(exact):
+                    parts.append(f"{key}{exact}i")
+                elif -_INT64_LIMIT < v < _INT64_LIMIT:
                     parts.append(f"{key}{int(v)}i")
             else:
                 parts.append(key + ("true" if v else "false"))
         if not parts:
             return None
         return f"{plan.prefix}{','.join(parts)} {ts}"
+
+
+def _exact_int(text: str) -> bool:
+    """True when ``text`` is the decimal of an int64 (the exact value of a field beyond 2^53)."""
+    return text.isascii() and text.lstrip("-").isdigit() and -(2**63) <= int(text) < 2**63
 
 
 def _ints_fit(vals: list[float], ints: tuple[int, ...]) -> bool:
