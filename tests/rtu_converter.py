@@ -9,6 +9,10 @@ the new connection; one that comes while no connection is open waits for the nex
 converter that buffers serial data); ``deliver="origin"`` only to the connection the request came
 on, and drops it if that one is closed.
 
+A delay can be *aligned*: after it the answer waits for the next request to arrive and follows it
+by ``ALIGN_S``, the worst moment for a master without transaction ids (the late answer lands while
+a later request is waiting for its own).
+
 Every request is recorded with the monotonic time it arrived and, for register reads, the first
 register of its answer, so a test can trace each value the gateway accepted to its request.
 """
@@ -22,6 +26,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 REQUEST_SIZE = 8  # FC 01-06 and FC 08 sub-function 00 with two data bytes: what the poller sends
+ALIGN_S = 0.005
+ALIGN_WAIT_MAX_S = 3.0
 
 
 @dataclass
@@ -30,17 +36,19 @@ class Exchange:
     function_code: int
     arrived: float  # time.monotonic() when the request reached the converter
     delay_s: float
+    aligned: bool = False
     first_register: int | None = None  # FC 03/04 answers
     answered: float | None = None  # when the answer was handed to a TCP connection
 
 
 class RtuConverter:
-    """Serves on ``port`` (after :meth:`serve`); ``delay_of(seq)`` gives each request's extra delay."""
+    """Serves on ``port`` (after :meth:`serve`); ``delay_of(seq)`` gives each request's extra delay
+    and whether it is aligned."""
 
     def __init__(
         self,
         bus: tuple[str, int],
-        delay_of: Callable[[int], float],
+        delay_of: Callable[[int], tuple[float, bool]],
         *,
         deliver: Literal["current", "origin"] = "current",
     ) -> None:
@@ -49,6 +57,7 @@ class RtuConverter:
         self.connections = 0
         self._queue: asyncio.Queue[tuple[bytes, asyncio.StreamWriter, float]] = asyncio.Queue()
         self._current: asyncio.StreamWriter | None = None
+        self._arrival = asyncio.Event()
         self._held: list[tuple[Exchange, bytes]] = []  # answers that came while no connection was open
 
     async def serve(self, host: str, port: int, ready: asyncio.Event) -> None:
@@ -74,6 +83,7 @@ class RtuConverter:
             while True:
                 frame = await reader.readexactly(REQUEST_SIZE)
                 self._queue.put_nowait((frame, writer, time.monotonic()))
+                self._arrival.set()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -82,7 +92,7 @@ class RtuConverter:
     async def _bus_worker(self, bus_reader: asyncio.StreamReader, bus_writer: asyncio.StreamWriter) -> None:
         while True:
             frame, origin, arrived = await self._queue.get()
-            ex = Exchange(len(self.exchanges), frame[1], arrived, self.delay_of(len(self.exchanges)))
+            ex = Exchange(len(self.exchanges), frame[1], arrived, *self.delay_of(len(self.exchanges)))
             self.exchanges.append(ex)
             bus_writer.write(frame)
             answer = await _read_answer(bus_reader)
@@ -90,6 +100,13 @@ class RtuConverter:
                 ex.first_register = int.from_bytes(answer[3:5], "big")
             if ex.delay_s:
                 await asyncio.sleep(ex.delay_s)  # the bus is busy until the late answer is through
+            if ex.aligned:
+                self._arrival.clear()
+                try:
+                    await asyncio.wait_for(self._arrival.wait(), ALIGN_WAIT_MAX_S)
+                except TimeoutError:
+                    pass
+                await asyncio.sleep(ALIGN_S)
             target = self._current if self.deliver == "current" else origin
             if target is not None and not target.is_closing():
                 target.write(answer)

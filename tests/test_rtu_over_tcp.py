@@ -28,15 +28,16 @@ SLIGHTLY_LATE_S, MUCH_LATER_S, LATER_S = 0.7 * SCALE, 5.0 * SCALE, 3.0 * SCALE
 MARKER = 4321  # the second register: constant, checks nothing else is mixed in
 
 
-def delay_of(seq: int) -> float:
-    """Every 9th exchange slightly late, every 13th and 17th much later than the next poll."""
+def delay_of(seq: int) -> tuple[float, bool]:
+    """Every 9th exchange slightly late, every 13th and 17th much later than the next poll; the
+    13th lands just after a later request reached the converter (see tests/rtu_converter.py)."""
     if seq % 13 == 8:
-        return MUCH_LATER_S
+        return MUCH_LATER_S, True
     if seq % 17 == 12:
-        return LATER_S
+        return LATER_S, False
     if seq % 9 == 4:
-        return SLIGHTLY_LATE_S
-    return 0.0
+        return SLIGHTLY_LATE_S, False
+    return 0.0, False
 
 
 @pytest.fixture
