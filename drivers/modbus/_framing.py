@@ -46,6 +46,9 @@ OnMalformed = Callable[[str], None]
 class MalformedFrame(ModbusException):
     """A frame from the device that cannot be decoded (unknown function code, byte count too long)."""
 
+    def __str__(self) -> str:
+        return self.string
+
 
 def describe(frame: bytes, fc_at: int) -> str:
     """A short description of an undecodable frame for the log: function code, length, first bytes."""
