@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -102,3 +103,42 @@ async def test_undecodable_frames_are_malformed_logged_once_and_the_line_recover
     assert sum(s.reconnects for s in stats.values()) >= 6 and hostile.connections >= 7  # reopened each time
     assert not [r for r in caplog.records if r.name == "asyncio" or r.exc_info], caplog.text
     assert "Traceback" not in caplog.text
+
+
+def _crc(frame: bytes) -> bytes:
+    crc = 0xFFFF
+    for byte in frame:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+    return crc.to_bytes(2, "little")
+
+
+@pytest.mark.services
+async def test_rtu_answer_of_the_wrong_length_is_malformed_not_a_timeout() -> None:
+    """On an RTU line the framer matches answers to the request; one with a register missing (a
+    correct CRC) from a unit that owes nothing is a malformed answer, as on Modbus TCP."""
+
+    async def short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                request = await reader.readexactly(8)
+                if request[1] == 8:  # diagnostics echo
+                    writer.write(request)
+                    continue
+                count = int.from_bytes(request[4:6], "big") - 1
+                answer = bytes([request[0], 3, 2 * count]) + b"\x00\x07" * count
+                writer.write(answer + _crc(answer))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    port = free_port()
+    server = await asyncio.start_server(short, HOST, port)
+    device = replace(spec("odd", port, 3), link=TcpLink(HOST, port, framer="rtu"))
+    poller = ModbusPoller([device], lambda *_: None)
+    async with server, asyncio.TaskGroup() as tg:
+        polling = tg.create_task(poller.run())
+        await wait_for(lambda: poller.stats()["odd"].polls_failed >= 2, 10)
+        polling.cancel()
+    stats = poller.stats()["odd"]
+    assert stats.malformed >= 4 and stats.timeouts == 0 and stats.polls_ok == 0, stats

@@ -98,4 +98,5 @@ async def test_late_rtu_answers_through_a_converter_never_give_wrong_values(rtu_
     counters = [int(v[0]) for _, v in polls]
     assert counters == sorted(set(counters))
     stats = poller.stats()["meter"]
-    assert stats.timeouts >= 2 and len(polls) >= 15, (stats, len(polls))
+    assert stats.timeouts >= 2 and len(polls) >= 10, (stats, len(polls))
+    assert polls[-1][0] > min(x.answered for x in late)  # polling resumed after a much-later answer

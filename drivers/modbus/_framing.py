@@ -10,7 +10,8 @@ opens a fresh one).
 
 RTU frames carry no transaction id, so :class:`InStepRtuFramer` matches each frame against the
 request in flight — unit, function code (or its exception code), byte count or echoed fields, and
-CRC — skips everything else (a late reply to an earlier request, the tail of one, noise) and
+CRC — skips everything else (a late reply to an earlier request, the tail of one, noise; but a
+read answer of the wrong length from a unit that owes nothing is a malformed answer) and
 records which units may still owe a reply: a request that got no matching frame before the next
 one is built leaves its unit *out of step*.  :class:`InStepMixin` then brings that unit back in
 step before its next request: it waits until the line has been quiet for a frame time (a sender
@@ -141,6 +142,8 @@ class InStepRtuFramer(FramerRTU):
                 n = 5
             elif data.startswith(head, i):
                 n = size
+            elif data[i + 1] == fc and fc <= 4 and unit not in self.out_of_step and len(data) > i + 2:
+                n = 5 + data[i + 2]  # a read answer of another length: malformed if nothing is owed
             else:
                 continue
             if len(data) < i + n:
@@ -151,12 +154,15 @@ class InStepRtuFramer(FramerRTU):
             if not self.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
                 continue
             self.dirty |= i > 0
+            self._answered = True  # the unit answered this request, even if not usably
+            if n != 5 and n != size:
+                self._malformed(frame, f"{frame[2]} data bytes for a read that needs {size - 5}")
+                return i + n, None
             pdu = self.decoder.decode(frame[1:-2])
             if pdu is None:
                 self._malformed(frame)
                 return i + n, None
             pdu.dev_id, pdu.transaction_id = unit, 0
-            self._answered = True
             return i + n, pdu
         if pending >= 0:
             self.dirty |= pending > 0
@@ -165,10 +171,10 @@ class InStepRtuFramer(FramerRTU):
         self.dirty |= len(data) > keep
         return max(0, len(data) - keep), None
 
-    def _malformed(self, frame: bytes) -> None:
+    def _malformed(self, frame: bytes, why: str = "") -> None:
         self.dirty = True
         if self.on_malformed is not None:
-            self.on_malformed(describe(frame, 1))
+            self.on_malformed(describe(frame, 1) + (f": {why}" if why else ""))
 
     async def drained(self, quiet_s: float) -> None:
         """Wait until nothing has been received for ``quiet_s``."""
