@@ -14,9 +14,10 @@ that missed a reply is brought back in step (a function 08 echo with a nonce) be
 request, so a reply however late is never taken for the answer to a later request.  Reopening the
 socket is not enough: a transparent converter hands a late reply to whichever connection is open.
 After a timeout the line also stays quiet for one more timeout (at least ``RTU_SETTLE_S``), so a
-reply that is only slightly late lands in that silence and costs no resync.  A frame pymodbus
-cannot decode fails the request as :class:`MalformedFrame` and closes the connection; the next
-exchange opens a fresh one.
+reply that is only slightly late lands in that silence and costs no resync; a dead unit on a
+shared RTU line therefore costs two timeouts of line time per attempt (retries are 0 while down).
+A frame pymodbus cannot decode fails the request as :class:`MalformedFrame` and closes the
+connection; the next exchange opens a fresh one.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from drivers.modbus._framing import (
 
 __all__ = ["MalformedFrame", "ModbusLine", "SerialLink", "TcpLink", "line_key"]
 
-#: least silence on an RTU line after a timeout or garbled answer, so a late reply cannot be
-#: mistaken for the answer to the next request
+#: least silence on an RTU line after a timeout, and the quiet time (no byte received) a line
+#: must show before a frame goes out after a lost or garbled exchange
 RTU_SETTLE_S = 0.05
 #: consecutive unanswered requests (any unit on the line) before the connection is reopened
 SILENT_BEFORE_RECONNECT = 5
