@@ -55,7 +55,7 @@ from drivers.errors import (
 from drivers.modbus._adaptive import BISECT_CODES, LearnedHole, clusters, locate_holes
 from drivers.modbus._codec import DeviceDecoder, encode_write
 from drivers.modbus._device import DeviceStats, ModbusDeviceSpec, _Device, _ReadCall
-from drivers.modbus._link import ModbusLine, SerialLink, TcpLink, line_key
+from drivers.modbus._link import MalformedFrame, ModbusLine, SerialLink, TcpLink, line_key
 
 __all__ = ["DeviceStats", "HolesChanged", "LearnedHole", "ModbusDeviceSpec", "ModbusPoller", "SerialLink", "TcpLink"]
 
@@ -371,6 +371,9 @@ class ModbusPoller:
                 dev.stats.timeouts += 1
                 line.frame_lost(dev.timeout_s)
                 raise DeviceTimeout(name, unit, address, f"no answer within {dev.timeout_s} s") from None
+            except MalformedFrame as exc:  # undecodable: the line has closed the connection
+                dev.stats.malformed += 1
+                raise DeviceMalformed(name, unit, address, str(exc)) from None
             except ConnectionException as exc:
                 dev.stats.timeouts += 1
                 raise DeviceTimeout(name, unit, address, f"connection lost: {exc}") from None

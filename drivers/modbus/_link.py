@@ -6,18 +6,18 @@ goes through the same :class:`ModbusLine`, which keeps ``frame_gap_s`` of silenc
 (Modbus over Serial Line V1.02 §2.5.1.1 asks for at least 3.5 character times between RTU frames;
 slow gateways need more).
 
-Late replies.  pymodbus 3.16 (``transaction.TransactionManager.execute``) clears its receive
-buffer and makes a fresh response future before every send, and its framer skips frames whose
-unit id differs from the request's.  With the MBAP (socket) framer it also skips frames whose
-transaction id differs, so a reply arriving after its request timed out is dropped.  The RTU
-framer has no transaction id: a late reply from the same unit that lands after the *next*
-request was sent would be taken as that request's answer.  So after a timeout (or a malformed
-answer) on an RTU line — serial or RTU over TCP — the line stays quiet for one more timeout (at
-least ``RTU_SETTLE_S``) before the next frame: a reply up to twice the timeout late finds no
-pending request and is discarded, and the next send clears whatever is left.  A dead unit on a
+Late replies and bad frames (:mod:`drivers.modbus._framing`).  With the MBAP (socket) framer
+pymodbus skips frames whose transaction id differs from the request's, so a reply arriving after
+its request timed out is dropped.  RTU frames have no transaction id: on an RTU line (serial, or
+RTU over TCP through a converter) every frame is matched against the request in flight and a unit
+that missed a reply is brought back in step (a function 08 echo with a nonce) before its next
+request, so a reply however late is never taken for the answer to a later request.  Reopening the
+socket is not enough: a transparent converter hands a late reply to whichever connection is open.
+After a timeout the line also stays quiet for one more timeout (at least ``RTU_SETTLE_S``), so a
+reply that is only slightly late lands in that silence and costs no resync; a dead unit on a
 shared RTU line therefore costs two timeouts of line time per attempt (retries are 0 while down).
-The poller also checks function code and length of every answer, which catches most of what
-could still slip through.
+A frame pymodbus cannot decode fails the request as :class:`MalformedFrame` and closes the
+connection; the next exchange opens a fresh one.
 """
 
 from __future__ import annotations
@@ -30,8 +30,18 @@ from typing import Literal
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.framer import FramerType
 
-#: least silence on an RTU line after a timeout or garbled answer, so a late reply cannot be
-#: mistaken for the answer to the next request
+from drivers.modbus._framing import (
+    GuardedSocketFramer,
+    InStepRtuFramer,
+    InStepSerialClient,
+    InStepTcpClient,
+    MalformedFrame,
+)
+
+__all__ = ["MalformedFrame", "ModbusLine", "SerialLink", "TcpLink", "line_key"]
+
+#: least silence on an RTU line after a timeout, and the quiet time (no byte received) a line
+#: must show before a frame goes out after a lost or garbled exchange
 RTU_SETTLE_S = 0.05
 #: consecutive unanswered requests (any unit on the line) before the connection is reopened
 SILENT_BEFORE_RECONNECT = 5
@@ -106,7 +116,7 @@ class ModbusLine:
         link, backstop = self.link, self._backstop_s
         client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if isinstance(link, TcpLink):
-            client = AsyncModbusTcpClient(
+            client = (InStepTcpClient if self.rtu else AsyncModbusTcpClient)(
                 link.host,
                 port=link.port,
                 framer=FramerType.RTU if self.rtu else FramerType.SOCKET,
@@ -116,7 +126,7 @@ class ModbusLine:
                 name=self.name,
             )
         else:
-            client = AsyncModbusSerialClient(
+            client = InStepSerialClient(
                 link.port,
                 framer=FramerType.RTU,
                 baudrate=link.baudrate,
@@ -129,7 +139,23 @@ class ModbusLine:
                 name=self.name,
             )
         client.set_max_no_responses(1 << 30)
+        decoder = client.ctx.framer.decoder
+        framer = InStepRtuFramer(decoder) if self.rtu else GuardedSocketFramer(decoder)
+        framer.on_malformed = self._malformed
+        client.ctx.framer = framer
+        if isinstance(client, InStepTcpClient | InStepSerialClient):
+            client.quiet_s = max(self.frame_gap_s, RTU_SETTLE_S)
         return client
+
+    def _malformed(self, what: str) -> None:
+        """Called from inside ``data_received``: fail the pending request, drop the connection."""
+        client = self._client
+        if client is None:
+            return
+        future = client.ctx.response_future
+        if not future.done():
+            future.set_exception(MalformedFrame(what))
+        client.close()  # the next exchange reconnects
 
     @property
     def connected(self) -> bool:

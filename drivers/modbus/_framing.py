@@ -1,0 +1,211 @@
+"""Framers that keep a Modbus line in step with its requests, installed in place of pymodbus' own.
+
+pymodbus 3.16 decodes in ``TransactionManager.callback_data``, called from asyncio's
+``data_received``; whatever the framer raises there (``ModbusIOException`` for an unknown function
+code or a byte count past the end of the frame) escapes into asyncio, which logs "Fatal error:
+protocol.data_received() call failed" with a traceback, drops the connection and leaves the
+request to time out.  Both framers here turn such a frame into :class:`MalformedFrame` on the
+pending request, through ``on_malformed`` (the line then closes the connection; the next exchange
+opens a fresh one).
+
+RTU frames carry no transaction id, so :class:`InStepRtuFramer` matches each frame against the
+request in flight — unit, function code (or its exception code), byte count or echoed fields, and
+CRC — skips everything else (a late reply to an earlier request, the tail of one, noise; but a
+read answer of the wrong length from a unit that owes nothing is a malformed answer) and
+records which units may still owe a reply: a request that got no matching frame before the next
+one is built leaves its unit *out of step*.  :class:`InStepMixin` then brings that unit back in
+step before its next request: it waits until the line has been quiet for a frame time (a sender
+that is still talking on a half-duplex bus must not be talked over) and sends a diagnostics
+request, function 08 sub-function 00 "Return Query Data", carrying a fresh 16-bit nonce.  Only the
+exact echo, or an exception answer to function 08, is accepted for it; a reply to a read can never
+look like either.  Once it arrives the unit has answered everything sent to it before (a Modbus
+server handles one request at a time and answers in order), so nothing it owes can still come
+and be taken for the answer to the read that follows.  Why not just reopen the socket: a
+transparent TCP→RTU converter hands whatever its serial port receives to the TCP connection open
+at that moment, so the late reply lands on the new connection as well; reopening a serial port
+does not stop the bus either.  Costs: one short exchange per out-of-step unit, inside the
+request's own timeout; a unit that does not answer function 08 at all (the protocol requires at
+least exception 01) stays out of step once it has missed a reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerRTU, FramerSocket
+from pymodbus.pdu import DecodePDU, ModbusPDU
+from pymodbus.pdu.diag_message import ReturnQueryDataRequest
+
+OnMalformed = Callable[[str], None]
+
+
+class MalformedFrame(ModbusException):
+    """A frame from the device that cannot be decoded (unknown function code, byte count too long)."""
+
+    def __str__(self) -> str:
+        return self.string
+
+
+def describe(frame: bytes, fc_at: int) -> str:
+    """A short description of an undecodable frame for the log: function code, length, first bytes."""
+    fc = f"function code {frame[fc_at]}" if len(frame) > fc_at else "no function code"
+    head = frame[:24].hex(" ")
+    return f"undecodable frame ({fc}, {len(frame)} bytes: {head}{' …' if len(frame) > 24 else ''})"
+
+
+class GuardedSocketFramer(FramerSocket):
+    """The MBAP framer, with undecodable frames reported instead of raised inside asyncio."""
+
+    on_malformed: OnMalformed | None = None
+
+    def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
+        try:
+            return super().handleFrame(data, exp_devid, exp_tid)
+        except Exception:  # backstop: nothing may escape into asyncio's data_received (see module doc)
+            if self.on_malformed is not None:
+                self.on_malformed(describe(data, 7))
+            return len(data), None
+
+
+def _expected_answer(request: bytes) -> tuple[int, bytes]:
+    """(size of the normal answer frame, the bytes it must start with) for an RTU request frame."""
+    unit, fc = request[0], request[1]
+    if fc in (1, 2, 3, 4):
+        count = int.from_bytes(request[4:6], "big")
+        n = (count + 7) // 8 if fc < 3 else 2 * count
+        return 5 + n, bytes((unit, fc, n & 0xFF))
+    if fc in (5, 6, 8):  # the answer echoes the request
+        return len(request), request[:-2]
+    if fc in (15, 16):  # unit, function, address, quantity
+        return 8, request[:6]
+    return 0, b""
+
+
+class InStepRtuFramer(FramerRTU):
+    """The RTU framer, accepting only the answer to the request in flight (see the module doc)."""
+
+    def __init__(self, decoder: DecodePDU) -> None:
+        super().__init__(decoder)
+        self.on_malformed: OnMalformed | None = None
+        self.out_of_step: set[int] = set()  # units that may still send a reply to an earlier request
+        self.last_rx = 0.0  # time.monotonic() of the last bytes received
+        self.dirty = False  # bytes skipped or a request unanswered since the line was last drained
+        self.resyncs = 0
+        self._unit = -1
+        self._fc = 0
+        self._size = 0
+        self._head = b""
+        self._answered = True
+        self._nonce = 0
+
+    def buildFrame(self, message: ModbusPDU) -> bytes:
+        frame = super().buildFrame(message)
+        self.settle()
+        self._unit, self._fc = frame[0], frame[1]
+        self._size, self._head = _expected_answer(frame)
+        self._answered = False
+        return frame
+
+    def settle(self) -> None:
+        """Before a new request: if the last one got no answer, its unit is out of step."""
+        if not self._answered:
+            self._answered = True
+            self.out_of_step.add(self._unit)
+            self.dirty = True
+
+    def next_nonce(self) -> int:
+        self._nonce = (self._nonce + 1) & 0xFFFF
+        return self._nonce
+
+    def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
+        self.last_rx = time.monotonic()
+        if self._answered:  # nothing in flight: late, stray or noise
+            self.dirty = True
+            return len(data), None
+        if not self._size:  # a function the poller does not use: pymodbus' own framing
+            try:
+                return super().handleFrame(data, exp_devid, exp_tid)
+            except Exception:  # backstop: nothing may escape into asyncio's data_received
+                self._malformed(data)
+                return len(data), None
+        unit, fc, size, head = self._unit, self._fc, self._size, self._head
+        pending = -1  # where a frame that may still complete starts
+        for i in range(len(data) - 1):
+            if data[i] != unit:
+                continue
+            if data[i + 1] == fc | 0x80:
+                n = 5
+            elif data.startswith(head, i):
+                n = size
+            elif data[i + 1] == fc and fc <= 4 and unit not in self.out_of_step and len(data) > i + 2:
+                n = 5 + data[i + 2]  # a read answer of another length: malformed if nothing is owed
+            else:
+                continue
+            if len(data) < i + n:
+                if pending < 0:
+                    pending = i
+                continue
+            frame = data[i : i + n]
+            if not self.check_CRC(frame[:-2], int.from_bytes(frame[-2:], "big")):
+                continue
+            self.dirty |= i > 0
+            self._answered = True  # the unit answered this request, even if not usably
+            if n != 5 and n != size:
+                self._malformed(frame, f"{frame[2]} data bytes for a read that needs {size - 5}")
+                return i + n, None
+            pdu = self.decoder.decode(frame[1:-2])
+            if pdu is None:
+                self._malformed(frame)
+                return i + n, None
+            pdu.dev_id, pdu.transaction_id = unit, 0
+            return i + n, pdu
+        if pending >= 0:
+            self.dirty |= pending > 0
+            return pending, None
+        keep = max(size, 5) - 1  # the tail that may be the start of the answer
+        self.dirty |= len(data) > keep
+        return max(0, len(data) - keep), None
+
+    def _malformed(self, frame: bytes, why: str = "") -> None:
+        self.dirty = True
+        if self.on_malformed is not None:
+            self.on_malformed(describe(frame, 1) + (f": {why}" if why else ""))
+
+    async def drained(self, quiet_s: float) -> None:
+        """Wait until nothing has been received for ``quiet_s``."""
+        while (wait := self.last_rx + quiet_s - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+        self.dirty = False
+
+
+class InStepMixin:
+    """``execute`` that first brings an out-of-step unit back in step (see the module doc)."""
+
+    ctx: Any
+    quiet_s: float = 0.05
+
+    async def execute(self, no_response_expected: bool, request: ModbusPDU) -> ModbusPDU:
+        framer: InStepRtuFramer = self.ctx.framer
+        framer.settle()
+        unit = request.dev_id
+        if framer.dirty:
+            await framer.drained(self.quiet_s)
+        if unit in framer.out_of_step:
+            nonce = framer.next_nonce()
+            await super().execute(False, ReturnQueryDataRequest(nonce, dev_id=unit))  # type: ignore[misc]
+            framer.out_of_step.discard(unit)
+            framer.resyncs += 1
+        return await super().execute(no_response_expected, request)  # type: ignore[misc]
+
+
+class InStepTcpClient(InStepMixin, AsyncModbusTcpClient):
+    """RTU frames over TCP (a serial gateway), kept in step."""
+
+
+class InStepSerialClient(InStepMixin, AsyncModbusSerialClient):
+    """RTU frames on a serial port, kept in step."""

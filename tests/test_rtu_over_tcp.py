@@ -1,0 +1,102 @@
+"""RTU over TCP through a converter that answers late: no value is ever taken from another request.
+
+The converter (``tests/rtu_converter.py``) sits in front of a real pymodbus server speaking RTU
+framing; the server's first register counts the reads it has served, so every value the poller
+accepts names the request it answers.  Some answers come slightly after the timeout, some much
+later than the next poll (the field case: 0.7 s and 5 s with a 0.5 s timeout on a 1 s grid; here
+scaled by 0.4 to keep the test short, ratios kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from drivers.modbus import ModbusDeviceSpec, ModbusPoller, Point, TcpLink
+from tests.processes import free_port
+from tests.rtu_converter import RtuConverter
+from tests.servers import ModbusTestServer
+
+HOST = "127.0.0.1"
+SCALE = 0.4
+INTERVAL_S, TIMEOUT_S = 1.0 * SCALE, 0.5 * SCALE
+SLIGHTLY_LATE_S, MUCH_LATER_S, LATER_S = 0.7 * SCALE, 5.0 * SCALE, 3.0 * SCALE
+MARKER = 4321  # the second register: constant, checks nothing else is mixed in
+
+
+def delay_of(seq: int) -> tuple[float, bool]:
+    """Every 9th exchange slightly late, every 13th and 17th much later than the next poll; the
+    13th lands just after a later request reached the converter (see tests/rtu_converter.py)."""
+    if seq % 13 == 8:
+        return MUCH_LATER_S, True
+    if seq % 17 == 12:
+        return LATER_S, False
+    if seq % 9 == 4:
+        return SLIGHTLY_LATE_S, False
+    return 0.0, False
+
+
+@pytest.fixture
+def rtu_server(tmp_path) -> Iterator[int]:
+    port = free_port()
+    server = ModbusTestServer(
+        tmp_path / "modbus",
+        {"tcp": [HOST, port], "framer": "rtu", "devices": [{"id": 7, "registers": [0, MARKER], "counter": True}]},
+    ).start()
+    yield port
+    server.kill()
+
+
+def hr(name: str, address: int) -> Point:
+    return Point(name=name, register="holding", address=address, type="uint16")
+
+
+@pytest.mark.services
+@pytest.mark.parametrize("deliver", ["current", "origin"])
+async def test_late_rtu_answers_through_a_converter_never_give_wrong_values(rtu_server: int, deliver) -> None:
+    converter = RtuConverter((HOST, rtu_server), delay_of, deliver=deliver)
+    port, ready = free_port(), asyncio.Event()
+    spec = ModbusDeviceSpec(
+        name="meter",
+        link=TcpLink(HOST, port, framer="rtu"),
+        unit_id=7,
+        points=(hr("n_reads", 0), hr("marker", 1)),
+        interval_s=INTERVAL_S,
+        timeout_s=TIMEOUT_S,
+        retries=1,
+    )
+    polls: list[tuple[float, np.ndarray]] = []
+    poller = ModbusPoller([spec], lambda _d, _ts, values, _t: polls.append((time.monotonic(), values.copy())))
+    async with asyncio.TaskGroup() as tg:
+        serving = tg.create_task(converter.serve(HOST, port, ready))
+        await ready.wait()
+        polling = tg.create_task(poller.run())
+        deadline = time.monotonic() + 40
+        while len(converter.exchanges) < 40 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        polling.cancel()
+        serving.cancel()
+
+    reads = [e for e in converter.exchanges if e.function_code == 3]
+    late = [e for e in reads if e.delay_s in (MUCH_LATER_S, LATER_S) and e.answered is not None]
+    slight = [e for e in reads if e.delay_s == SLIGHTLY_LATE_S and e.answered is not None]
+    assert late and slight, "the trial must include both kinds of late answer"
+    # the hazard was there: a much-later answer came while a newer request was already on its way
+    assert any(any(e.arrived < x.arrived < x.answered for e in converter.exchanges) for x in late)
+
+    wrong = []
+    for emitted, values in polls:
+        assert values[1] == MARKER
+        asked = [e for e in reads if e.arrived < emitted][-1]  # the read the poller was waiting on
+        if int(values[0]) != asked.first_register:
+            wrong.append((int(values[0]), asked.first_register))
+    assert wrong == [], f"{len(wrong)} of {len(polls)} polls carried another request's value: {wrong}"
+    counters = [int(v[0]) for _, v in polls]
+    assert counters == sorted(set(counters))
+    stats = poller.stats()["meter"]
+    assert stats.timeouts >= 2 and len(polls) >= 10, (stats, len(polls))
+    assert polls[-1][0] > min(x.answered for x in late)  # polling resumed after a much-later answer
