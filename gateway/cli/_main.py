@@ -42,6 +42,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     for sink in site.config.sinks:
         print(f"  sink {sink.name}: {sink.type} {sink.url}")
+    for warning in site.warnings:
+        print(f"warning: {warning}")
     return 0
 
 
@@ -57,6 +59,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, tune_gc
 
     site = _load(args.site)
+    for warning in site.warnings:
+        logging.getLogger("pedf.gateway").warning("configuration: %s", warning)
     gateway = Gateway(site, journal_path=args.journal)
 
     async def main() -> None:
