@@ -188,6 +188,8 @@ def _problems_from(exc: ValidationError, doc: YamlDocument, base: Loc = ()) -> l
             message = "unknown field (check the spelling)"
         elif err["type"] == "missing":
             message = "required field is missing"
+        elif err["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         problems.append(doc.problem(loc, message))
     return problems
 
