@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from yaml.constructor import SafeConstructor
 
+from gateway.config._compose import TooDeep, compose
 from gateway.errors import ConfigError, ConfigProblem
 
 Loc = tuple[str | int, ...]
@@ -76,10 +77,9 @@ def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None) -> Yam
     env = os.environ if environ is None else environ
     name = str(path)
     text = _read_text(name)
-    loader = _Loader(text)
     try:
-        root = loader.get_single_node()
-    except _TooDeep as exc:
+        root, nodes = compose(text, MAX_DEPTH)
+    except TooDeep as exc:
         raise _error(name, exc.line, f"nested deeper than {MAX_DEPTH} levels") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -88,10 +88,8 @@ def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None) -> Yam
         raise _error(name, line, f"YAML syntax: {what}") from None
     except yaml.YAMLError as exc:  # the reader and scanner's own errors carry no mark
         raise _error(name, None, f"YAML syntax: {exc}") from None
-    finally:
-        loader.dispose()
     doc = YamlDocument(name, None)
-    walk = _Walk(doc, env, loader.nodes + ALIAS_BUDGET)
+    walk = _Walk(doc, env, nodes + ALIAS_BUDGET)
     doc.data = walk.convert(root, ()) if root is not None else {}
     if walk.problems:
         raise ConfigError(walk.problems)
@@ -128,31 +126,6 @@ def _read_text(name: str) -> str:
         line = text.count("\n", 0, bad.start()) + 1
         raise _error(name, line, f"character U+{ord(bad.group()):04X} is not allowed in a YAML file")
     return text
-
-
-class _TooDeep(Exception):
-    def __init__(self, line: int) -> None:
-        self.line = line
-
-
-class _Loader(yaml.SafeLoader):
-    """The safe composer, counting its nodes and refusing depth before Python's recursion limit."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.depth = 0
-        self.nodes = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if not self.check_event(yaml.AliasEvent):
-            self.nodes += 1
-        self.depth += 1
-        try:
-            if self.depth > MAX_DEPTH:
-                raise _TooDeep(self.peek_event().start_mark.line + 1)
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
 
 
 class _Walk:
