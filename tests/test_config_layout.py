@@ -113,3 +113,9 @@ def test_every_numeric_field_has_a_range_listed_in_the_docs() -> None:
     table = doc.split(BEGIN)[1].split(END)[0].strip()
     assert table == render(), "regenerate: python -m gateway.config._ranges --write docs/configuration.md"
     assert {"`devices[].interval_s`", "`journal.max_mb`", "`devices[].points[].scale`"} <= set(table.split())
+
+
+def test_a_profile_file_takes_nothing_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "custom.yaml").write_text(PROFILE.replace("a meter with a custom map", "'costs ${PRICE}'"))
+    site = _site(tmp_path, HEAD + DEVICE.split("    points:")[0].replace("device_class: meter", "profile: custom.yaml"))
+    assert [p.name for p in load_site(site, environ={}).devices[0].points] == ["p_kw", "i_a"]

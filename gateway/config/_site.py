@@ -240,7 +240,7 @@ def _load_profile(doc: YamlDocument, loc: tuple, name: str, problems: list[Confi
         return None
     try:
         if is_path:
-            load_yaml(name, environ={})
+            load_yaml(name, substitute=False)
         return load_profile(name)
     except ConfigError as exc:
         problems.extend(exc.problems)

@@ -72,8 +72,9 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
-def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None) -> YamlDocument:
-    """Parse ``path``; raise :class:`ConfigError` with file and line for every problem found."""
+def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None, *, substitute: bool = True) -> YamlDocument:
+    """Parse ``path``; raise :class:`ConfigError` with file and line for every problem found.
+    ``substitute=False`` leaves ``${...}`` alone (a profile file takes nothing from the environment)."""
     env = os.environ if environ is None else environ
     name = str(path)
     text = _read_text(name)
@@ -89,7 +90,7 @@ def load_yaml(path: str | Path, environ: Mapping[str, str] | None = None) -> Yam
     except yaml.YAMLError as exc:  # the reader and scanner's own errors carry no mark
         raise _error(name, None, f"YAML syntax: {exc}") from None
     doc = YamlDocument(name, None)
-    walk = _Walk(doc, env, nodes + ALIAS_BUDGET)
+    walk = _Walk(doc, env, nodes + ALIAS_BUDGET, substitute)
     doc.data = walk.convert(root, ()) if root is not None else {}
     if walk.problems:
         raise ConfigError(walk.problems)
@@ -131,9 +132,10 @@ def _read_text(name: str) -> str:
 class _Walk:
     """Nodes → plain data, lines recorded; aliases expanded within a node budget, tags checked."""
 
-    def __init__(self, doc: YamlDocument, env: Mapping[str, str], budget: int) -> None:
+    def __init__(self, doc: YamlDocument, env: Mapping[str, str], budget: int, substitute: bool) -> None:
         self.doc = doc
         self.env = env
+        self.substitute = substitute
         self.budget = budget
         self.visited = 0
         self.depth = 0
@@ -225,7 +227,7 @@ class _Walk:
             self.problem(loc, f"{_clip(node.value)!r} is not a valid {node.tag.removeprefix(_STD)}")
             return None
         if isinstance(value, str):
-            if "${" in value:
+            if self.substitute and "${" in value:
                 value = self._substitute(value, loc)
             if CONTROL.search(value):
                 self.problem(loc, "control characters are not allowed in a value")
