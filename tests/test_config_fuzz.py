@@ -98,10 +98,15 @@ class Mutator:
         slots = self._slots(tree, [])
         if not slots:
             return "none"
-        parent, key = self.rng.choice(slots)
         r = self.rng
-        kind = r.choice(("delete", "rename", "type", "number", "number", "text", "duplicate", "swap", "nest",
-                         "tweak", "tweak", "tweak"))
+        numbers = [(p, k) for p, k in slots if isinstance(p[k], int | float) and not isinstance(p[k], bool)]
+        if numbers and r.random() < 0.4:  # numbers are where limits hide: aim at them more often
+            parent, key = r.choice(numbers)
+            kind = r.choice(("number", "number", "tweak", "small", "type"))
+        else:
+            parent, key = r.choice(slots)
+            kind = r.choice(("delete", "rename", "type", "number", "number", "text", "duplicate", "swap", "nest",
+                             "tweak", "tweak", "tweak"))
         if kind == "delete":
             del parent[key]
         elif kind == "rename" and isinstance(parent, dict):
@@ -111,6 +116,8 @@ class Mutator:
             parent[key] = r.choice(([], {}, [1, 2], {"a": 1}, "text", 7, 3.5, True, None, [[[]]]))
         elif kind == "number":
             parent[key] = r.choice(WEIRD_NUMBERS)
+        elif kind == "small":
+            parent[key] = r.choice((1, 2, 3, 4, 8, 0.01, 0.1))
         elif kind == "text":
             parent[key] = r.choice(WEIRD_TEXT)
         elif kind == "duplicate" and isinstance(parent, list):

@@ -119,3 +119,17 @@ def test_a_profile_file_takes_nothing_from_the_environment(tmp_path: Path) -> No
     (tmp_path / "custom.yaml").write_text(PROFILE.replace("a meter with a custom map", "'costs ${PRICE}'"))
     site = _site(tmp_path, HEAD + DEVICE.split("    points:")[0].replace("device_class: meter", "profile: custom.yaml"))
     assert [p.name for p in load_site(site, environ={}).devices[0].points] == ["p_kw", "i_a"]
+
+
+def test_a_point_longer_than_max_registers_is_an_error_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    site = _site(tmp_path, HEAD + DEVICE + "    max_registers: 1\n")
+    assert main(["check", str(site)]) == 2
+    err = capsys.readouterr().err
+    assert f"{site}:17: devices[0].points[0]: p_kw spans 2 registers, more than one read takes (max_registers 1)" in err
+
+
+def test_an_inline_point_on_a_profile_hole_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "custom.yaml").write_text(PROFILE + "holes:\n  - {register: input, address: 20, count: 2}\n")
+    device = DEVICE.replace("device_class: meter", "profile: custom.yaml").replace(POINT, "")
+    site = _site(tmp_path, HEAD + device + "      - {name: e_kwh, register: input, address: 21, type: uint16}\n")
+    assert _problems(site) == [f"{site}:17: devices[0].points[0]: e_kwh lies on a hole of the profile"]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from drivers.modbus import Point
+from drivers.modbus import Point, plan_requests
 from gateway.config._yaml import Loc
 from gateway.errors import ConfigProblem
 
@@ -66,6 +66,27 @@ def layout_problems(
     for fc, start, end in holes:
         if not 0 <= start < end <= ADDRESS_SPACE:
             out.append(problem(loc + ("profile",), f"hole FC{fc:02d}@{start}..{end} lies outside 0..65535"))
+    return out
+
+
+def plan_problems(
+    points: Sequence[Point], origin: dict[str, Loc], device: Any, holes: Sequence[tuple[int, int, int]],
+    problem: Problem, loc: Loc,
+) -> list[ConfigProblem]:
+    """Errors: a point that no single read can cover (longer than max_registers, on a hole)."""
+    out: list[ConfigProblem] = []
+    for p in points:
+        if not p.is_bits and p.register_count > device.max_registers:
+            limit = device.max_registers
+            why = f"{p.name} spans {p.register_count} registers, more than one read takes (max_registers {limit})"
+            out.append(problem(origin.get(p.name, loc), why))
+        elif any(fc == p.function_code and start < p.end and p.address < end for fc, start, end in holes):
+            out.append(problem(origin.get(p.name, loc), f"{p.name} lies on a hole of the profile"))
+    if not out:
+        try:
+            plan_requests(points, max_registers=device.max_registers, max_gap=device.section.max_gap, holes=holes)
+        except ValueError as exc:
+            out.append(problem(loc, f"the points cannot be polled: {exc}"))
     return out
 
 

@@ -16,7 +16,13 @@ from pydantic import ValidationError
 
 from drivers.modbus import INTEGER_RANGE, Point, ProfileError, available_profiles, load_profile
 from gateway.config._analytics import check_analytics
-from gateway.config._checks import endpoint_problems, journal_path_problem, layout_problems, ratio_warnings
+from gateway.config._checks import (
+    endpoint_problems,
+    journal_path_problem,
+    layout_problems,
+    plan_problems,
+    ratio_warnings,
+)
 from gateway.config._mqtt import check_mqtt
 from gateway.config._schema import (
     Building,
@@ -214,9 +220,11 @@ def _resolve_device(
         _check_limits(doc, loc, p, problems)
     origin = {p.name: loc + ("profile",) for p in points}
     origin.update({p.name: loc + ("points", j) for j, p in enumerate(section.points)})
-    problems.extend(layout_problems(points, origin, holes, doc.problem, loc))
+    layout = layout_problems(points, origin, holes, doc.problem, loc)
+    device = Device(section, building.park, region, device_class, tuple(points), max_registers, holes)
+    problems.extend(layout or plan_problems(points, origin, device, holes, doc.problem, loc))
     warnings.extend(ratio_warnings(section, points, doc.problem, loc))
-    return Device(section, building.park, region, device_class, tuple(points), max_registers, holes)
+    return device
 
 
 def _merge(template: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
