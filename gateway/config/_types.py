@@ -6,7 +6,6 @@ the value (a URL may carry a password).
 
 from __future__ import annotations
 
-import math
 import ssl
 from pathlib import Path
 from typing import Annotated
@@ -66,6 +65,3 @@ def tls_problem(ca_file: str | None, cert_file: str | None, key_file: str | None
         return f"the TLS files cannot be used: {exc}"
     return None
 
-
-def finite(value: float | None) -> bool:
-    return value is None or math.isfinite(value)
