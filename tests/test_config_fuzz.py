@@ -37,7 +37,7 @@ from gateway.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 PEDF = Path(sys.executable).with_name("pedf")
 SEEDS = sorted((ROOT / "examples").glob("*.yaml"))
-CASES = int(os.environ.get("PEDF_FUZZ_CASES", "2000"))
+CASES = int(os.environ.get("PEDF_FUZZ_CASES", "3000"))
 SEED = int(os.environ.get("PEDF_FUZZ_SEED", "20261202"))
 CASE_LIMIT_S = 10.0  # one case; the slowest real one takes ~0.1 s
 RUN_SAMPLE = 4
