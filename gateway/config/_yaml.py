@@ -151,7 +151,7 @@ class _Walk:
         if self.visited > self.budget:
             self.problems.append(self.doc.problem(loc, f"aliases expand the file beyond {self.budget} values"))
             raise ConfigError(self.problems)
-        if self.depth >= MAX_DEPTH:
+        if self.depth > MAX_DEPTH:  # the composer allows MAX_DEPTH collections, then a scalar
             self.problem(loc, f"nested deeper than {MAX_DEPTH} levels (through aliases)")
             return None
         self.depth += 1
