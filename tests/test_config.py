@@ -58,7 +58,7 @@ CASES = [
     ),
     ("no-points", HEAD + DEVICE.split("    points:")[0], 11, "devices[0]", "profile: or points:"),
     ("missing-env", HEAD + "sinks:\n  - {type: influxdb_v2, url: 'http://x', org: o, bucket: b, token: '${PEDF_TEST_UNSET_TOKEN}'}\n", 11, "sinks[0].token", "PEDF_TEST_UNSET_TOKEN is not set"),
-    ("sink-bad-url", HEAD + "sinks:\n  - {type: influxdb_v1, url: 'ftp://x', database: d}\n", 11, "sinks[0].url", "pattern"),
+    ("sink-bad-url", HEAD + "sinks:\n  - {type: influxdb_v1, url: 'ftp://x', database: d}\n", 11, "sinks[0].url", "http:// or https://"),
     ("sink-unknown-type", HEAD + "sinks:\n  - {type: graphite, url: 'http://x'}\n", 11, "sinks[0]", "does not match any of the expected tags"),
 ]
 

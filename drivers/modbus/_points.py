@@ -41,7 +41,7 @@ DEFAULT_NOT_AVAILABLE: dict[DataType, int] = {
 class Point(BaseModel):
     """One readable (and maybe writable) value of a device."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     name: str = Field(pattern=FIELD_NAME.pattern, description="field name with unit suffix, e.g. p_kw")
     register_type: RegisterType = Field(alias="register")
@@ -50,15 +50,15 @@ class Point(BaseModel):
     length: int | None = Field(default=None, ge=1, le=123, description="registers of a string")
     word_order: Order = Order.BIG
     byte_order: Order = Order.BIG
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, ge=-1e9, le=1e9)
+    offset: float = Field(default=0.0, ge=-1e12, le=1e12)
     ratio: Ratio = "none"
     unit: str | None = None
     writable: bool = False
-    min: float | None = None
-    max: float | None = None
-    deadband: float | None = Field(default=None, ge=0)
-    max_silent_s: float | None = Field(default=None, gt=0)
+    min: float | None = Field(default=None, ge=-1e15, le=1e15)
+    max: float | None = Field(default=None, ge=-1e15, le=1e15)
+    deadband: float | None = Field(default=None, ge=0, le=1e15)
+    max_silent_s: float | None = Field(default=None, gt=0, le=7 * 86400)
     counter: bool = False
     not_available: tuple[int | float, ...] | None = Field(
         default=None, description="raw values meaning 'no value' (default: the data type's sentinel)")

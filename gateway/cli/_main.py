@@ -43,6 +43,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         )
     for sink in site.config.sinks:
         print(f"  sink {sink.name}: {sink.type} {redact_url(sink.url)}")
+    for warning in site.warnings:
+        print(f"warning: {warning}")
     if args.learned:
         return _print_learned(args.journal or site.config.journal.path)
     return 0
@@ -90,6 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gateway.service import Gateway, tune_gc
 
     site = _load(args.site)
+    for warning in site.warnings:
+        logging.getLogger("pedf.gateway").warning("configuration: %s", warning)
     gateway = Gateway(site, journal_path=args.journal)
 
     async def main() -> None:

@@ -26,16 +26,17 @@ Example::
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from gateway.config._strict import Strict
+from gateway.config._types import is_regular_file
 from gateway.errors import ConfigProblem
 
 #: site-file grid regions → region names of the bundled MEE/NBS factor files (analytics/data)
 FACTOR_REGION = {"east_china": "east"}
+POWER_MAX = 1e7  # kW or kWh: 10 GW(h) is beyond any park
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
@@ -51,7 +52,7 @@ class EmissionsSection(Strict):
     regime: str = Field(description="location-based factor regime, e.g. mee_nbs_grid_average")
     data_year: int = Field(ge=2000, le=2100)
     residual: FactorRef = Field(description="residual factor for market-based Scope 2 (DOMAIN.md §3)")
-    certificates_mwh: dict[str, dict[str, float]] = Field(
+    certificates_mwh: dict[str, dict[str, Annotated[float, Field(ge=0, le=1e9)]]] = Field(
         default_factory=dict, description="building → {YYYY-MM: GEC MWh retired for that month}")
     matching: Literal["monthly", "pooled"] = "monthly"
     factor_files: list[str] = Field(default_factory=list, description="extra factor CSVs beside the bundled ones")
@@ -60,9 +61,9 @@ class EmissionsSection(Strict):
 class BatterySection(Strict):
     """Parameters of :class:`analytics.BatterySpec` for one battery device (same defaults)."""
 
-    energy_kwh: float = Field(gt=0)
-    p_charge_max_kw: float = Field(ge=0)
-    p_discharge_max_kw: float = Field(ge=0)
+    energy_kwh: float = Field(gt=0, le=POWER_MAX)
+    p_charge_max_kw: float = Field(ge=0, le=POWER_MAX)
+    p_discharge_max_kw: float = Field(ge=0, le=POWER_MAX)
     eta_charge: float = Field(default=1.0, gt=0, le=1)
     eta_discharge: float = Field(default=1.0, gt=0, le=1)
     soc_min_pct: float = Field(default=0.0, ge=0, le=100)
@@ -70,12 +71,13 @@ class BatterySection(Strict):
 
 
 class AnalyticsSection(Strict):
-    interval_min: float = Field(default=15.0, gt=0, le=1440)
+    interval_min: float = Field(default=15.0, ge=1, le=1440)
     interval_s: float | None = Field(default=None, ge=1, le=86400, description="overrides interval_min")
     emissions: EmissionsSection
     batteries: dict[str, BatterySection] = Field(default_factory=dict)
-    horizons_h: list[float] = Field(default_factory=lambda: [0.25, 1.0, 2.0, 4.0], min_length=1)
-    p_max_kw: float | None = Field(default=None, gt=0)
+    horizons_h: list[Annotated[float, Field(gt=0, le=168)]] = Field(
+        default_factory=lambda: [0.25, 1.0, 2.0, 4.0], min_length=1, max_length=32)
+    p_max_kw: float | None = Field(default=None, gt=0, le=POWER_MAX)
     tariff: str | None = None
     self_sufficiency: Literal["import", "pv_share"] = "import"
 
@@ -105,7 +107,7 @@ def check_analytics(
 
         files = (*BUNDLED_FACTOR_FILES, *files)
         for i, f in enumerate(em.factor_files):
-            if not Path(f).is_file():
+            if not is_regular_file(f):
                 out.append(problem(("analytics", "emissions", "factor_files", i), f"no such file {f!r}"))
                 return out
     parks = {p.name: p for p in config.parks}
@@ -138,6 +140,6 @@ def check_analytics(
             out.append(problem(loc + ("soc_min_pct",), "must not exceed soc_max_pct"))
     if any(h <= 0 for h in section.horizons_h):
         out.append(problem(("analytics", "horizons_h"), "horizons must be > 0 hours"))
-    if section.tariff is not None and not Path(section.tariff).is_file():
+    if section.tariff is not None and not is_regular_file(section.tariff):
         out.append(problem(("analytics", "tariff"), f"no such tariff file {section.tariff!r}"))
     return out

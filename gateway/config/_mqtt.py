@@ -14,21 +14,24 @@ from pydantic import Field, SecretStr, field_validator
 
 from drivers.mqtt import MAX_PAYLOAD_BYTES, TopicTemplateError, parse_path, parse_template
 from gateway.config._strict import Strict
+from gateway.config._types import ExistingFile, Host, tls_problem
 from gateway.errors import ConfigProblem
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 FIELD = r"^[a-z][a-z0-9_]*$"
+SCALE_MAX = 1e9  # as for Modbus points (gateway/config/_schema.py)
+OFFSET_MAX = 1e12
 
 
 class MqttTls(Strict):
-    ca_file: str
-    cert_file: str | None = None  # client certificate (mutual TLS)
-    key_file: str | None = None
+    ca_file: ExistingFile
+    cert_file: ExistingFile | None = None  # client certificate (mutual TLS)
+    key_file: ExistingFile | None = None
     server_hostname_check: bool = True
 
 
 class MqttBroker(Strict):
-    host: str
+    host: Host
     port: int | None = Field(default=None, ge=1, le=65535)  # 1883, or 8883 with tls
     tls: MqttTls | None = None
     username: str | None = None
@@ -45,8 +48,8 @@ class MqttBroker(Strict):
 
 class FieldSpec(Strict):
     path: str
-    scale: float = 1.0
-    offset: float = 0.0
+    scale: float = Field(default=1.0, ge=-SCALE_MAX, le=SCALE_MAX)
+    offset: float = Field(default=0.0, ge=-OFFSET_MAX, le=OFFSET_MAX)
     unit: str | None = None
 
 
@@ -61,7 +64,7 @@ class Subscription(Strict):
     decoder: Literal["json", "number", "tasmota", "shelly", "kv"]
     fields: dict[str, FieldSpec | str] = Field(default_factory=dict)  # json: field → path or spec
     field: str | None = Field(default=None, pattern=FIELD)  # number: the field's name
-    scale: float = 1.0  # number
+    scale: float = Field(default=1.0, ge=-SCALE_MAX, le=SCALE_MAX)  # number
     unit: str | None = None  # number
     timestamp: TimestampSection | None = None  # absent: arrival time
     measurement: str = Field(pattern=r"^[a-z][a-z0-9_]*$")  # the device class
@@ -81,7 +84,7 @@ class MqttPublish(Strict):
     client_id: str | None = None  # default: <client_id>-pub
     topic_prefix: str = "pedf"
     qos: Literal[0, 1] = 1
-    interval_s: float = Field(default=1.0, gt=0, le=3600)
+    interval_s: float = Field(default=1.0, ge=0.01, le=3600)
     homeassistant_discovery: bool = False
     discovery_prefix: str = "homeassistant"
 
@@ -105,12 +108,12 @@ class MqttSection(Strict):
     session_expiry_s: int = Field(default=86400, gt=0, le=0xFFFFFFFF)  # MQTT 5; 3.1.1: clean session off
     receive_maximum: int = Field(default=1000, ge=1, le=65535)
     keepalive_s: int = Field(default=30, ge=5, le=3600)
-    reconnect_min_s: float = Field(default=0.5, gt=0)
-    reconnect_max_s: float = Field(default=30.0, gt=0)
-    dedup_window_s: float = Field(default=600.0, gt=0)
     max_series: int = Field(default=2000, ge=1, le=1_000_000)  # new series beyond it are dead-lettered
     max_payload_bytes: int = Field(default=65536, ge=64, le=MAX_PAYLOAD_BYTES)  # refused before decoding
     dead_letters: MqttDeadLetters = Field(default_factory=MqttDeadLetters)
+    reconnect_min_s: float = Field(default=0.5, ge=0.01, le=3600)
+    reconnect_max_s: float = Field(default=30.0, ge=0.01, le=3600)
+    dedup_window_s: float = Field(default=600.0, ge=1, le=7 * 86400)
     subscriptions: list[Subscription] = Field(default_factory=list)
     publish: MqttPublish | None = None
 
@@ -131,6 +134,14 @@ def check_mqtt(section: MqttSection | None, buildings: set[str], problem: Any) -
         out.append(problem(("mqtt", "brokers"), "at least one broker is needed ({host: ..., port: ...})"))
     if section.reconnect_max_s < section.reconnect_min_s:
         out.append(problem(("mqtt", "reconnect_max_s"), "must be at least reconnect_min_s"))
+    brokers = [(("mqtt", "brokers", i), b) for i, b in enumerate(section.brokers)]
+    if section.publish is not None and section.publish.broker is not None:
+        brokers.append((("mqtt", "publish", "broker"), section.publish.broker))
+    for loc, broker in brokers:
+        if broker.tls is not None:
+            why = tls_problem(broker.tls.ca_file, broker.tls.cert_file, broker.tls.key_file)
+            if why is not None:
+                out.append(problem(loc + ("tls",), why))
     for i, sub in enumerate(section.subscriptions):
         loc = ("mqtt", "subscriptions", i)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import urllib.parse
 import zoneinfo
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,12 +21,17 @@ from drivers.modbus import Point
 from gateway.config._analytics import AnalyticsSection
 from gateway.config._mqtt import MqttSection
 from gateway.config._strict import Strict
+from gateway.config._types import Host, HttpUrl
 from gateway.config._yaml import Loc, YamlDocument
 from gateway.errors import ConfigProblem
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 GridRegion = Literal["north", "northeast", "east_china", "central", "northwest", "south", "southwest", "national"]
 SECRET_FIELDS = frozenset({"password", "token"})
+SCALE_MAX = 1e9  # |scale| of a register, a ratio or a payload number
+OFFSET_MAX = 1e12
+VALUE_MAX = 1e15  # engineering values: limits, deadbands
+SILENT_MAX_S = 7 * 86400
 
 
 class SiteSection(Strict):
@@ -36,10 +42,17 @@ class SiteSection(Strict):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         try:
+            if len(value) > _longest_zone_name():  # the OS would say "File name too long"
+                raise ValueError(value)
             zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Asia/Shanghai)") from None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(f"unknown IANA time zone {value[:40]!r} (e.g. Asia/Shanghai)") from None
         return value
+
+
+@cache
+def _longest_zone_name() -> int:
+    return max((len(z) for z in zoneinfo.available_timezones()), default=64)
 
 
 class Park(Strict):
@@ -50,21 +63,21 @@ class Park(Strict):
 class Building(Strict):
     name: str = Field(pattern=NAME)
     park: str
-    floor_area_m2: float = Field(gt=0)
+    floor_area_m2: float = Field(gt=0, le=1e7)
     grid_region: GridRegion | None = None
     output_unit: str | None = None  # e.g. "employee", "bed", "student" — intensity per unit of output
-    output_quantity: float | None = Field(default=None, gt=0)
+    output_quantity: float | None = Field(default=None, gt=0, le=1e9)
 
 
 class TcpConnection(Strict):
     type: Literal["tcp", "rtu_over_tcp"] = "tcp"
-    host: str
+    host: Host
     port: int = Field(default=502, ge=1, le=65535)
 
 
 class SerialConnection(Strict):
     type: Literal["serial"]
-    port: str
+    port: str = Field(min_length=1, max_length=4096)
     baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
     parity: Literal["N", "E", "O"] = "N"
     stopbits: Literal[1, 2] = 1
@@ -77,14 +90,14 @@ Connection = Annotated[TcpConnection | SerialConnection, Field(discriminator="ty
 class PointOverride(Strict):
     """Per-point changes on top of a profile (anything but the register location)."""
 
-    scale: float | None = None
-    offset: float | None = None
+    scale: float | None = Field(default=None, ge=-SCALE_MAX, le=SCALE_MAX)
+    offset: float | None = Field(default=None, ge=-OFFSET_MAX, le=OFFSET_MAX)
     unit: str | None = None
     writable: bool | None = None
-    min: float | None = None
-    max: float | None = None
-    deadband: float | None = Field(default=None, ge=0)
-    max_silent_s: float | None = Field(default=None, gt=0)
+    min: float | None = Field(default=None, ge=-VALUE_MAX, le=VALUE_MAX)
+    max: float | None = Field(default=None, ge=-VALUE_MAX, le=VALUE_MAX)
+    deadband: float | None = Field(default=None, ge=0, le=VALUE_MAX)
+    max_silent_s: float | None = Field(default=None, gt=0, le=SILENT_MAX_S)
     word_order: Literal["big", "little"] | None = None
     byte_order: Literal["big", "little"] | None = None
     not_available: tuple[int | float, ...] | None = None  # raw sentinels; [] switches the type's default off
@@ -99,11 +112,11 @@ class DeviceSection(Strict):
     protocol: Literal["modbus"] = "modbus"
     connection: Connection
     unit_id: int = Field(default=1, ge=0, le=247)
-    interval_s: float = Field(default=1.0, gt=0, le=86400)
-    timeout_s: float = Field(default=1.0, gt=0, le=60)
+    interval_s: float = Field(default=1.0, ge=0.01, le=86400)
+    timeout_s: float = Field(default=1.0, ge=0.01, le=60)
     retries: int = Field(default=1, ge=0, le=10)
-    pt_ratio: float = Field(default=1.0, gt=0)
-    ct_ratio: float = Field(default=1.0, gt=0)
+    pt_ratio: float = Field(default=1.0, ge=0.001, le=1e6)
+    ct_ratio: float = Field(default=1.0, ge=0.001, le=1e6)
     max_registers: int = Field(default=125, ge=1, le=125)
     max_gap: int = Field(default=16, ge=0, le=124)
     frame_gap_ms: float = Field(default=0.0, ge=0, le=1000)
@@ -145,14 +158,14 @@ def _tls_needs_https(url: str, tls: SinkTls | None) -> None:
 class InfluxV1Sink(Strict):
     type: Literal["influxdb_v1"]
     name: str = Field(default="influxdb", pattern=NAME)
-    url: str = Field(pattern=r"^https?://")
-    database: str
+    url: HttpUrl
+    database: str = Field(min_length=1)
     retention_policy: str | None = None
     username: str | None = None
     password: SecretStr | None = None
     batch_lines: int = Field(default=5000, ge=1, le=100_000)
-    max_age_s: float = Field(default=1.0, gt=0)
-    timeout_s: float = Field(default=10.0, gt=0)
+    max_age_s: float = Field(default=1.0, ge=0.01, le=3600)
+    timeout_s: float = Field(default=10.0, ge=0.1, le=600)
     gzip: bool = True
     skip_database_creation: bool = True  # false: a missing database is created (needs an admin user)
     tls: SinkTls | None = None
@@ -173,13 +186,13 @@ class InfluxV1Sink(Strict):
 class InfluxV2Sink(Strict):
     type: Literal["influxdb_v2"]
     name: str = Field(default="influxdb", pattern=NAME)
-    url: str = Field(pattern=r"^https?://")
-    org: str
-    bucket: str
+    url: HttpUrl
+    org: str = Field(min_length=1)
+    bucket: str = Field(min_length=1)
     token: SecretStr
     batch_lines: int = Field(default=5000, ge=1, le=100_000)
-    max_age_s: float = Field(default=1.0, gt=0)
-    timeout_s: float = Field(default=10.0, gt=0)
+    max_age_s: float = Field(default=1.0, ge=0.01, le=3600)
+    timeout_s: float = Field(default=10.0, ge=0.1, le=600)
     gzip: bool = True
     tls: SinkTls | None = None
 
@@ -203,10 +216,10 @@ Sink = Annotated[InfluxV1Sink | InfluxV2Sink, Field(discriminator="type")]
 
 
 class JournalSection(Strict):
-    path: str = "var/journal.db"
+    path: str = Field(default="var/journal.db", min_length=1, max_length=4096)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    commit_interval_ms: float = Field(default=20.0, gt=0, le=1000)
-    max_mb: float = Field(default=1024.0, gt=0)
+    commit_interval_ms: float = Field(default=20.0, ge=0.1, le=1000)
+    max_mb: float = Field(default=1024.0, ge=0.25, le=1024 * 1024, description="cap of the journal, MiB")
 
 
 class HealthSection(Strict):
@@ -217,7 +230,7 @@ class HealthSection(Strict):
 
 
 class ApiSection(Strict):
-    host: str = "127.0.0.1"
+    host: Host = "127.0.0.1"
     port: int = Field(default=8780, ge=0, le=65535)
     enabled: bool = True
     # bearer token: /status, /metrics and every endpoint that changes state require it; /health stays open
@@ -256,6 +269,8 @@ def _problems_from(exc: ValidationError, doc: YamlDocument, base: Loc = ()) -> l
             message = "unknown field (check the spelling)"
         elif err["type"] == "missing":
             message = "required field is missing"
+        elif err["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         problems.append(doc.problem(loc, message))
     return problems
 

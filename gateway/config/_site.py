@@ -1,13 +1,14 @@
 """A validated site: the site file with templates and profiles expanded into concrete devices.
 
 ``load_site(path)`` is the one entry point: it raises :class:`ConfigError` listing every problem
-with file, line and field path, or returns a :class:`Site` whose devices are ready to poll.
+with file, line and field path, or returns a :class:`Site` whose devices are ready to poll, with
+the warnings (``Site.warnings``) that do not stop it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,13 @@ from pydantic import ValidationError
 
 from drivers.modbus import INTEGER_RANGE, Point, ProfileError, available_profiles, load_profile
 from gateway.config._analytics import check_analytics
+from gateway.config._checks import (
+    endpoint_problems,
+    journal_path_problem,
+    layout_problems,
+    plan_problems,
+    ratio_warnings,
+)
 from gateway.config._mqtt import check_mqtt
 from gateway.config._schema import (
     Building,
@@ -24,6 +32,7 @@ from gateway.config._schema import (
     SiteFile,
     _problems_from,
 )
+from gateway.config._types import is_regular_file
 from gateway.config._yaml import YamlDocument, load_yaml
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.redact import remember_secrets_of
@@ -66,6 +75,7 @@ class Site:
     file: str
     config: SiteFile
     devices: tuple[Device, ...]
+    warnings: tuple[ConfigProblem, ...] = field(default=(), compare=False)
 
     @property
     def name(self) -> str:
@@ -103,21 +113,28 @@ def resolve_site(doc: YamlDocument) -> Site:
         if b.park not in parks:
             problems.append(doc.problem(("buildings", i, "park"), f"unknown park {b.park!r} (known: {sorted(parks)})"))
     devices: list[Device] = []
+    indices: list[int] = []
     names: dict[str, int] = {}
+    warnings: list[ConfigProblem] = []
     for i, raw in enumerate(config.devices):
-        device = _resolve_device(doc, config, i, raw, buildings, parks, problems)
+        device = _resolve_device(doc, config, i, raw, buildings, parks, problems, warnings)
         if device is None:
             continue
         if device.name in names:
             problems.append(doc.problem(("devices", i, "name"), f"device name {device.name!r} is used twice"))
         names[device.name] = i
         devices.append(device)
+        indices.append(i)
+    problems.extend(endpoint_problems(devices, indices, doc.problem))
+    why = journal_path_problem(config.journal.path)
+    if why is not None:
+        problems.append(doc.problem(("journal", "path"), why))
     problems.extend(check_mqtt(config.mqtt, set(buildings), doc.problem))
     problems.extend(check_analytics(config.analytics, config, devices, doc.problem))
     if problems:
         raise ConfigError(problems)
     remember_secrets_of(config)  # masked wherever they would be printed from now on
-    return Site(doc.file, config, tuple(devices))
+    return Site(doc.file, config, tuple(devices), tuple(warnings))
 
 
 def _unique(doc: YamlDocument, problems: list[ConfigProblem], section: str, names: list[str]) -> None:
@@ -136,6 +153,7 @@ def _resolve_device(
     buildings: dict[str, Building],
     parks: dict[str, Park],
     problems: list[ConfigProblem],
+    warnings: list[ConfigProblem],
 ) -> Device | None:
     loc = ("devices", index)
     if not isinstance(raw, dict):
@@ -143,6 +161,9 @@ def _resolve_device(
         return None
     merged = dict(raw)
     template_name = raw.get("template")
+    if template_name is not None and not isinstance(template_name, str):
+        problems.append(doc.problem(loc + ("template",), "a template is named by text"))
+        return None
     if template_name is not None:
         template = config.templates.get(template_name)
         if template is None:
@@ -179,7 +200,11 @@ def _resolve_device(
             return None
         points.extend(profile.points)
         device_class = device_class or profile.device_class
-        max_registers = min(max_registers, profile.max_registers or 125)
+        limit = profile.max_registers
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 125):
+            problems.append(doc.problem(loc + ("profile",), f"profile {profile_ref!r}: max_registers must be 1..125"))
+            return None
+        max_registers = min(max_registers, limit or 125)
         holes = tuple(tuple(h) for h in (profile.holes or ()))  # type: ignore[misc]
     elif not section.points:
         problems.append(doc.problem(loc, "a device needs either profile: or points:"))
@@ -195,7 +220,13 @@ def _resolve_device(
             problems.append(doc.problem(loc + ("points",), f"field {p.name!r} is defined twice"))
         seen.add(p.name)
         _check_limits(doc, loc, p, problems)
-    return Device(section, building.park, region, device_class, tuple(points), max_registers, holes)
+    origin = {p.name: loc + ("profile",) for p in points}
+    origin.update({p.name: loc + ("points", j) for j, p in enumerate(section.points)})
+    layout = layout_problems(points, origin, holes, doc.problem, loc)
+    device = Device(section, building.park, region, device_class, tuple(points), max_registers, holes)
+    problems.extend(layout or plan_problems(points, origin, device, holes, doc.problem, loc))
+    warnings.extend(ratio_warnings(section, points, doc.problem, loc))
+    return device
 
 
 def _merge(template: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
@@ -210,14 +241,21 @@ def _merge(template: dict[str, Any], device: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_profile(doc: YamlDocument, loc: tuple, name: str, problems: list[ConfigProblem]) -> Any:
+    """A bundled profile by name, or a profile file (read through the located loader first, so a
+    broken file is reported like a broken site file)."""
+    is_path = name.endswith((".yaml", ".yml"))
+    if not (is_regular_file(name) if is_path else name in available_profiles()):
+        known = ", ".join(available_profiles())
+        problems.append(doc.problem(loc, f"unknown profile {name[:80]!r} (known: {known})"))
+        return None
     try:
+        if is_path:
+            load_yaml(name, substitute=False)
         return load_profile(name)
-    except ProfileError as exc:
-        if not Path(exc.path).is_file():
-            known = ", ".join(available_profiles())
-            problems.append(doc.problem(loc, f"unknown profile {name!r} (known: {known})"))
-        else:
-            problems.append(doc.problem(loc, f"profile {name!r} is invalid: {exc}"))
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+    except (ProfileError, ValueError, TypeError, AttributeError, KeyError) as exc:  # a profile's shape
+        problems.append(doc.problem(loc, f"profile {name[:80]!r} is invalid: {exc}"))
     return None
 
 
