@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.redact import forget_secrets
 from tests.servers import InfluxD, Mosquitto, VictoriaMetrics
+
+
+@pytest.fixture(autouse=True)
+def _forget_remembered_secrets() -> Iterator[None]:
+    """Every site file loaded in-process remembers its secrets for redaction: keep tests apart."""
+    yield
+    forget_secrets()
 
 SERVER_FIXTURES = frozenset({"influxd", "victoria_metrics", "mosquitto"})
 

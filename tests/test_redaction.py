@@ -94,6 +94,7 @@ def test_the_log_filter_masks_message_arguments_fields_and_tracebacks() -> None:
         handler.addFilter(RedactFilter())
         logger = logging.getLogger(f"test.redact.{type(formatter).__name__}")
         logger.propagate = False
+        logger.setLevel(logging.DEBUG)  # whatever level an earlier in-process `pedf` left on the root
         logger.addHandler(handler)
         try:
             logger.warning("writing to %s", f"http://admin:{URL_PW}@db/write",
