@@ -11,6 +11,13 @@ All SQLite work runs on one dedicated thread so the event loop never waits on th
 numbers are assigned on that thread, contiguous, and only deletion of the oldest rows (the size cap)
 makes holes, always at the front — so a sink's backlog is ``head - max(cursor, first_seq - 1)``.
 
+Disk and damage: the cap in force never exceeds what the file system can hold beside a reserve
+(``_space``); delivered rows older than the retention are deleted in the background (``_retention``);
+every open checks the file and starts a fresh journal, keeping the damaged one aside, when it is
+damaged (``_damage``), and reports commits a WAL or the file lost (``_wal``, ``_marker``).  The
+background work (retention, the marker, in batches on the journal thread) is a second child task of
+the block, beside the writer.
+
 Each sink has a cursor (the last seq the database accepted).  A newly registered sink starts at 0 so
 it receives the whole backlog still on disk: a sink added after an outage should not miss it.
 
@@ -37,8 +44,10 @@ called from the same task, which becomes the writer's parent and is cancelled if
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -51,11 +60,16 @@ from gateway.errors import JournalError
 from gateway.journal import _dead_letters, _queries
 from gateway.journal._arrivals import ArrivalStore
 from gateway.journal._cursors import CursorStore, SinkBacklog
-from gateway.journal._db import Synchronous, connect
+from gateway.journal._damage import OpenReport, open_checked
+from gateway.journal._db import Synchronous, set_wal_budget, wal_budget_pages
 from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter
+from gateway.journal._files import companion
+from gateway.journal._marker import Marker, read_marker, write_marker
 from gateway.journal._queries import JournalRow, SeriesArrays
+from gateway.journal._retention import Retention
 from gateway.journal._samples import SampleStore
 from gateway.journal._series import SeriesCatalog
+from gateway.journal._space import SpaceGuard
 from gateway.journal._writer import GroupCommitWriter
 from gateway.series import Sample, SeriesKey
 
@@ -74,6 +88,14 @@ class JournalStats:
     failed_commits: int
     dropped_rows: int  # deleted by the size cap
     dropped_undelivered: int  # of those, rows some sink had not yet delivered
+    free_bytes: int | None  # free space of the journal's file system (None: unknown)
+    reserve_bytes: int  # kept free for cursor updates and deletions
+    effective_max_bytes: int  # the cap in force: journal.max_mb, lowered to what the disk can hold
+    low_space: bool  # free space is under the reserve
+    retention_deleted: int  # delivered rows deleted for being older than the retention
+    recovered_from_damage: int  # times this journal was found damaged, moved aside and started afresh
+    lost_commits_detected: int  # opens that found committed rows missing (WAL not replayed, file cut)
+    unreadable_rows: int  # rows whose stored values could not be decoded, set apart from delivery
     sinks: dict[str, SinkBacklog] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -84,7 +106,8 @@ class Journal:
     """SQLite journal with group commit, per-sink cursors, dead letters and a size cap."""
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL", commit_interval_s: float = 0.02,
-                 max_bytes: int = 1 << 30, logger: logging.Logger | None = None) -> None:
+                 max_bytes: int = 1 << 30, retention_s: float = 48 * 3600.0, reserve_bytes: int = 32 << 20,
+                 housekeeping_interval_s: float = 5.0, logger: logging.Logger | None = None) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
@@ -98,15 +121,25 @@ class Journal:
         self._cursors = CursorStore(self._samples)
         self._arrivals = ArrivalStore()
         self._writer = GroupCommitWriter(self._commit, commit_interval_s, self.log)
+        self._space = SpaceGuard(self.path, max_bytes, reserve_bytes, self.log)
+        self._retention = Retention(self._samples, retention_s)
+        self._samples.wal_path = companion(self.path, "-wal")
+        self.housekeeping_interval_s = housekeeping_interval_s
+        self._marker = Marker()
+        self._lost_this_open = 0
+        self._unreadable = 0
+        self._unreadable_upto = 0
+        self._wal_pages = 0
+        self._stopping = asyncio.Event()
 
     @property
     def max_bytes(self) -> int:
-        """The size cap: over it, the oldest rows are dropped (and counted)."""
-        return self._samples.max_bytes
+        """The configured size cap; the cap in force (``stats().effective_max_bytes``) may be lower."""
+        return self._space.max_bytes
 
     @max_bytes.setter
     def max_bytes(self, value: int) -> None:
-        self._samples.max_bytes = value
+        self._space.max_bytes = self._samples.max_bytes = value
 
     @property
     def arrival_window_ns(self) -> int:
@@ -135,7 +168,9 @@ class Journal:
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
         self._writer.start()
+        self._stopping = asyncio.Event()
         self._task_group.create_task(self._writer.run(), name="journal-writer")
+        self._task_group.create_task(self._housekeeping(), name="journal-housekeeping")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -151,6 +186,7 @@ class Journal:
         tasks, self._task_group = self._task_group, None
         try:
             if tasks is not None:
+                self._stopping.set()
                 self._writer.stop()
                 try:
                     await tasks.__aexit__(None, None, None)
@@ -168,7 +204,10 @@ class Journal:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
             raise JournalError("journal is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:  # a read error (a damaged page, a full disk) is the journal's
+            raise JournalError(f"journal {self.path}: {exc}") from exc
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -176,21 +215,92 @@ class Journal:
         return self._db
 
     def _open_db(self) -> None:
-        db = connect(self.path, self.synchronous, self._samples.max_bytes)
+        """On the journal thread: check the disk and the file, open, load, report what was found."""
+        self._space.check_at_start()
+        self._marker = read_marker(self.path)
         try:
-            self._series.load(db)
-            self._cursors.load(db)
-            self._samples.load(db, max(self._cursors.seq.values(), default=0))
-            self._cursors.find_oldest(db)
-        except sqlite3.Error as exc:
-            db.close()
-            raise JournalError(f"cannot read the journal {self.path}: {exc}") from exc
+            db, report = open_checked(self.path, self.synchronous, self._marker, self._load, self.log)
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
         self._db = db
+        self._after_open(report)
+        if self.synchronous == "NORMAL":
+            self.log.warning("journal %s runs with synchronous: NORMAL: commits acknowledged in the last moments "
+                             "before a power loss can be lost (a crash of the process loses nothing); use FULL "
+                             "where the power may fail", self.path)
+
+    def _load(self, db: sqlite3.Connection) -> None:
+        self._series, self._cursors.seq, self._cursors.oldest = SeriesCatalog(), {}, {}
+        self._series.load(db)
+        self._cursors.load(db)
+        self._samples.load(db, max(self._cursors.seq.values(), default=0))
+        self._cursors.find_oldest(db)
+
+    def _after_open(self, report: OpenReport) -> None:
+        """Log and count what the open found; keep the marker in step."""
+        lost = 0
+        wal = report.wal
+        if wal is not None and wal.lost:
+            lost = 1
+            self.log.error("journal %s: its WAL held %d committed transaction(s) that SQLite could not replay "
+                           "(the frame after #%d of %d is damaged); the readings in them are lost from the journal. "
+                           "A copy of the WAL is kept at %s", self.path, wal.commits_lost, wal.valid_frames,
+                           wal.frames, report.wal_copy)
+        elif not report.recovered and self._marker.head_seq > self._samples.head:
+            lost = 1
+            self.log.error("journal %s ends at seq %d but seq %d had been committed: its end (or its WAL) was lost "
+                           "— a power cut with synchronous: NORMAL, a restored copy or a disk fault; %d readings are "
+                           "missing", self.path, self._samples.head, self._marker.head_seq,
+                           self._marker.head_seq - self._samples.head)
+        self._lost_this_open = lost
+        self._marker = self._marker.bumped(recoveries=int(report.recovered), losses=lost,
+                                           head_seq=self._samples.head)
+        write_marker(self.path, self._marker, durable=report.recovered or lost > 0)
+        self._fit_cap(self._conn())
+
+    def _fit_cap(self, db: sqlite3.Connection) -> None:
+        """The cap in force for the next commit, and a WAL budget in proportion to it."""
+        self._samples.max_bytes = self._space.update()
+        pages = wal_budget_pages(self._samples.max_bytes)
+        if pages != self._wal_pages:
+            self._samples.wal_budget = set_wal_budget(db, pages)
+            self._wal_pages = pages
 
     def _close_db(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+            with contextlib.suppress(OSError):
+                write_marker(self.path, self._marker.bumped(head_seq=self._samples.head), durable=True)
+
+    async def _housekeeping(self) -> None:
+        """Retention in batches and the marker, every ``housekeeping_interval_s`` until close."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.housekeeping_interval_s):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                while await self._run(self._housekeep_batch):
+                    await asyncio.sleep(0)  # let the next group commit in between
+            except JournalError as exc:
+                self.log.error("journal housekeeping failed, tried again in %.0f s: %s",
+                               self.housekeeping_interval_s, exc)
+            except Exception:  # backstop: retention is no reason to stop the journal; logged, tried again
+                self.log.exception("journal housekeeping failed")
+
+    def _housekeep_batch(self) -> bool:
+        """On the journal thread: one retention batch (True if more may follow); the marker."""
+        db = self._conn()
+        n = self._retention.delete_batch(db, self._cursors.delivered_upto(), time.time_ns())
+        if n:
+            self._cursors.after_drop(db, self._samples.first - 1)
+        if self._samples.head != self._marker.head_seq:
+            self._marker = self._marker.bumped(head_seq=self._samples.head)
+            with contextlib.suppress(OSError):  # a stale marker only misses a loss (``_marker``)
+                write_marker(self.path, self._marker)
+        return n > 0
 
     # -- series ----------------------------------------------------------------------------------
     async def series_id(self, key: SeriesKey) -> int:
@@ -230,6 +340,7 @@ class Journal:
         first = self._samples.commit(db, samples, store_arrivals)
         try:
             self._cursors.after_commit(db)
+            self._fit_cap(db)
             if self._samples.measure(db):
                 last = self._samples.drop_oldest(db, self._cursors.delivered_upto())
                 if last is not None:
@@ -270,7 +381,13 @@ class Journal:
         """Committed rows after the sink's cursor (or after ``after_seq``), in seq order."""
         self.register_sink(sink)
         start = self._cursors.seq[sink] if after_seq is None else after_seq
-        out = await self._run(_queries.select_rows, self._conn(), start, limit)
+        out, bad = await self._run(_queries.select_rows, self._conn(), start, limit)
+        known = self._series.keys
+        if bad or any(r.series_id not in known for r in out):
+            bad += [_queries.UnreadableRow(r.seq, f"unknown series {r.series_id}") for r in out
+                    if r.series_id not in known]
+            out = [r for r in out if r.series_id in known]
+            self._set_apart(bad)
         if after_seq is None:
             self._cursors.oldest[sink] = out[0].ts_ns if out else None
         return out
@@ -296,6 +413,16 @@ class Journal:
     async def payload_dead_letters(self, limit: int = 100) -> list[PayloadDeadLetter]:
         return await self._run(_dead_letters.select_payloads, self._conn(), limit)
 
+    def _set_apart(self, bad: list[_queries.UnreadableRow]) -> None:
+        """Rows that cannot be decoded are skipped by delivery (it must not stall on them), counted
+        once each, and logged: they stay in the file for ``pedf journal recover``."""
+        fresh = [b for b in bad if b.seq > self._unreadable_upto]
+        if fresh:
+            self._unreadable += len(fresh)
+            self._unreadable_upto = max(b.seq for b in fresh)
+            self.log.error("journal %s: %d stored row(s) cannot be decoded and are skipped (seq %s: %s)", self.path,
+                           len(fresh), ", ".join(str(b.seq) for b in fresh[:5]), fresh[0].why)
+
     # -- observing -------------------------------------------------------------------------------
     async def pragma(self, name: str) -> Any:
         """The journal connection's value of ``PRAGMA name`` (e.g. synchronous, journal_mode)."""
@@ -308,12 +435,20 @@ class Journal:
         return JournalStats(rows=s.rows, bytes=s.bytes, head_seq=s.head, pending=len(w.pending),
                             appended=w.appended, committed=s.committed, commits=s.commits,
                             failed_commits=w.failed_commits, dropped_rows=s.dropped_rows,
-                            dropped_undelivered=s.dropped_undelivered, sinks=self._cursors.backlogs())
+                            dropped_undelivered=s.dropped_undelivered, free_bytes=self._space.free,
+                            reserve_bytes=self._space.reserve_bytes, effective_max_bytes=s.max_bytes,
+                            low_space=self._space.low_space, retention_deleted=self._retention.deleted,
+                            recovered_from_damage=self._marker.recoveries, lost_commits_detected=self._marker.losses,
+                            unreadable_rows=self._unreadable, sinks=self._cursors.backlogs())
 
     async def query(self, series_ids: Iterable[int] | None = None, start_ns: int | None = None,
                     end_ns: int | None = None) -> list[SeriesArrays]:
         """Columnar arrays per series for ``start_ns <= ts < end_ns`` (a scan: there is no time index)."""
-        return await self._run(_queries.select_arrays, self._conn(), self._series.keys, series_ids, start_ns, end_ns)
+        try:
+            return await self._run(_queries.select_arrays, self._conn(), self._series.keys, series_ids, start_ns,
+                                   end_ns)
+        except (TypeError, ValueError, KeyError) as exc:  # stored values that do not decode: a damaged page
+            raise JournalError(f"journal {self.path}: rows cannot be decoded: {exc}") from exc
 
     async def series_values(self, series_id: int, start_ns: int | None = None,
                             end_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
