@@ -14,14 +14,19 @@ from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter
 from gateway.journal._journal import Journal, JournalStats
 from gateway.journal._queries import JournalRow, SeriesArrays
 from gateway.journal._reader import JournalReader
+from gateway.journal._salvage import CheckReport, RecoverReport, check_journal, recover_journal
 
 __all__ = [
+    "CheckReport",
     "DeadLetter",
     "Journal",
     "JournalReader",
     "JournalRow",
     "JournalStats",
     "PayloadDeadLetter",
+    "RecoverReport",
     "SeriesArrays",
     "SinkBacklog",
+    "check_journal",
+    "recover_journal",
 ]
