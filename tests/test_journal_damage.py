@@ -174,6 +174,7 @@ def pedf(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120, check=False)
 
 
+@pytest.mark.services
 @pytest.mark.parametrize("how", ["--row-by-row", "--any"])
 async def test_pedf_journal_recover_salvages_the_readable_rows(tmp_path: Path, how: str) -> None:
     path = tmp_path / "j.db"
@@ -231,3 +232,19 @@ async def test_synchronous_normal_warns_at_start(tmp_path: Path, caplog: pytest.
     async with Journal(tmp_path / "j.db"):
         pass
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_pedf_status_shows_the_disk_and_a_recovery() -> None:
+    from gateway.journal import JournalStats
+    from gateway.service import GatewayStatus, render_status
+
+    journal = JournalStats(rows=3, bytes=2_000_000, head_seq=3, pending=0, appended=3, committed=3, commits=1,
+                           failed_commits=0, dropped_rows=0, dropped_undelivered=0, free_bytes=500_000,
+                           reserve_bytes=1_000_000, effective_max_bytes=3_000_000, low_space=True,
+                           retention_deleted=7, recovered_from_damage=1)
+    status = GatewayStatus(site="s", uptime_s=5.0, devices={}, devices_up=0, devices_total=0, samples=0,
+                           samples_per_s=0.0, overruns=0, commit_failures=0, journal=journal, sinks={})
+    assert GatewayStatus.from_json(status.to_json()) == status
+    text = render_status(status)
+    assert "2.0 MB of 3.0 MB in force, disk free 0.5 MB (UNDER THE RESERVE)" in text
+    assert "retention deleted 7" in text and "JOURNAL: 1 recovered from damage" in text

@@ -86,7 +86,7 @@ async def test_delivered_rows_past_the_retention_are_deleted_in_batches(tmp_path
 
 
 async def test_the_cap_counts_the_wal(tmp_path: Path) -> None:
-    async with Journal(tmp_path / "j.db", housekeeping_interval_s=60) as j:
+    async with Journal(tmp_path / "j.db") as j:
         sid = await j.series_id(WIDE)
         await j.append_many([wide(sid, i, i) for i in range(2000)])
         wal = Path(f"{tmp_path / 'j.db'}-wal").stat().st_size

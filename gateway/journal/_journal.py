@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -60,16 +59,12 @@ from gateway.errors import JournalError
 from gateway.journal import _dead_letters, _queries
 from gateway.journal._arrivals import ArrivalStore
 from gateway.journal._cursors import CursorStore, SinkBacklog
-from gateway.journal._damage import OpenReport, open_checked
-from gateway.journal._db import Synchronous, set_wal_budget, wal_budget_pages
+from gateway.journal._db import Synchronous
 from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter
-from gateway.journal._files import companion
-from gateway.journal._marker import Marker, read_marker, write_marker
 from gateway.journal._queries import JournalRow, SeriesArrays
-from gateway.journal._retention import Retention
 from gateway.journal._samples import SampleStore
 from gateway.journal._series import SeriesCatalog
-from gateway.journal._space import SpaceGuard
+from gateway.journal._upkeep import Upkeep
 from gateway.journal._writer import GroupCommitWriter
 from gateway.series import Sample, SeriesKey
 
@@ -88,15 +83,15 @@ class JournalStats:
     failed_commits: int
     dropped_rows: int  # deleted by the size cap
     dropped_undelivered: int  # of those, rows some sink had not yet delivered
-    free_bytes: int | None  # free space of the journal's file system (None: unknown)
-    reserve_bytes: int  # kept free for cursor updates and deletions
-    effective_max_bytes: int  # the cap in force: journal.max_mb, lowered to what the disk can hold
-    low_space: bool  # free space is under the reserve
-    retention_deleted: int  # delivered rows deleted for being older than the retention
-    recovered_from_damage: int  # times this journal was found damaged, moved aside and started afresh
-    lost_commits_detected: int  # opens that found committed rows missing (WAL not replayed, file cut)
-    unreadable_rows: int  # rows whose stored values could not be decoded, set apart from delivery
     sinks: dict[str, SinkBacklog] = field(default_factory=dict)
+    free_bytes: int | None = None  # free space of the journal's file system (None: unknown)
+    reserve_bytes: int = 0  # kept free for cursor updates and deletions
+    effective_max_bytes: int = 0  # the cap in force: journal.max_mb, lowered to what the disk can hold
+    low_space: bool = False  # free space is under the reserve
+    retention_deleted: int = 0  # delivered rows deleted for being older than the retention
+    recovered_from_damage: int = 0  # times this journal was found damaged, moved aside and started afresh
+    lost_commits_detected: int = 0  # opens that found committed rows missing (WAL not replayed, file cut)
+    unreadable_rows: int = 0  # rows whose stored values could not be decoded, set apart from delivery
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,7 +101,7 @@ class Journal:
     """SQLite journal with group commit, per-sink cursors, dead letters and a size cap."""
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL", commit_interval_s: float = 0.02,
-                 max_bytes: int = 1 << 30, retention_s: float = 48 * 3600.0, reserve_bytes: int = 32 << 20,
+                 max_bytes: int = 1 << 30, retention_s: float | None = None, reserve_bytes: int = 32 << 20,
                  housekeeping_interval_s: float = 5.0, logger: logging.Logger | None = None) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
@@ -121,25 +116,18 @@ class Journal:
         self._cursors = CursorStore(self._samples)
         self._arrivals = ArrivalStore()
         self._writer = GroupCommitWriter(self._commit, commit_interval_s, self.log)
-        self._space = SpaceGuard(self.path, max_bytes, reserve_bytes, self.log)
-        self._retention = Retention(self._samples, retention_s)
-        self._samples.wal_path = companion(self.path, "-wal")
+        self._upkeep = Upkeep(self.path, self._samples, max_bytes, reserve_bytes, retention_s, self.log)
         self.housekeeping_interval_s = housekeeping_interval_s
-        self._marker = Marker()
-        self._lost_this_open = 0
-        self._unreadable = 0
-        self._unreadable_upto = 0
-        self._wal_pages = 0
         self._stopping = asyncio.Event()
 
     @property
     def max_bytes(self) -> int:
         """The configured size cap; the cap in force (``stats().effective_max_bytes``) may be lower."""
-        return self._space.max_bytes
+        return self._upkeep.space.max_bytes
 
     @max_bytes.setter
     def max_bytes(self, value: int) -> None:
-        self._space.max_bytes = self._samples.max_bytes = value
+        self._upkeep.space.max_bytes = self._samples.max_bytes = value
 
     @property
     def arrival_window_ns(self) -> int:
@@ -215,19 +203,8 @@ class Journal:
         return self._db
 
     def _open_db(self) -> None:
-        """On the journal thread: check the disk and the file, open, load, report what was found."""
-        self._space.check_at_start()
-        self._marker = read_marker(self.path)
-        try:
-            db, report = open_checked(self.path, self.synchronous, self._marker, self._load, self.log)
-        except (sqlite3.Error, OSError) as exc:
-            raise JournalError(f"cannot open the journal {self.path}: {exc}") from exc
-        self._db = db
-        self._after_open(report)
-        if self.synchronous == "NORMAL":
-            self.log.warning("journal %s runs with synchronous: NORMAL: commits acknowledged in the last moments "
-                             "before a power loss can be lost (a crash of the process loses nothing); use FULL "
-                             "where the power may fail", self.path)
+        """On the journal thread: check the disk and the file, open, load (``_upkeep``)."""
+        self._db = self._upkeep.open(self.synchronous, self._load)
 
     def _load(self, db: sqlite3.Connection) -> None:
         self._series, self._cursors.seq, self._cursors.oldest = SeriesCatalog(), {}, {}
@@ -236,42 +213,11 @@ class Journal:
         self._samples.load(db, max(self._cursors.seq.values(), default=0))
         self._cursors.find_oldest(db)
 
-    def _after_open(self, report: OpenReport) -> None:
-        """Log and count what the open found; keep the marker in step."""
-        lost = 0
-        wal = report.wal
-        if wal is not None and wal.lost:
-            lost = 1
-            self.log.error("journal %s: its WAL held %d committed transaction(s) that SQLite could not replay "
-                           "(the frame after #%d of %d is damaged); the readings in them are lost from the journal. "
-                           "A copy of the WAL is kept at %s", self.path, wal.commits_lost, wal.valid_frames,
-                           wal.frames, report.wal_copy)
-        elif not report.recovered and self._marker.head_seq > self._samples.head:
-            lost = 1
-            self.log.error("journal %s ends at seq %d but seq %d had been committed: its end (or its WAL) was lost "
-                           "— a power cut with synchronous: NORMAL, a restored copy or a disk fault; %d readings are "
-                           "missing", self.path, self._samples.head, self._marker.head_seq,
-                           self._marker.head_seq - self._samples.head)
-        self._lost_this_open = lost
-        self._marker = self._marker.bumped(recoveries=int(report.recovered), losses=lost,
-                                           head_seq=self._samples.head)
-        write_marker(self.path, self._marker, durable=report.recovered or lost > 0)
-        self._fit_cap(self._conn())
-
-    def _fit_cap(self, db: sqlite3.Connection) -> None:
-        """The cap in force for the next commit, and a WAL budget in proportion to it."""
-        self._samples.max_bytes = self._space.update()
-        pages = wal_budget_pages(self._samples.max_bytes)
-        if pages != self._wal_pages:
-            self._samples.wal_budget = set_wal_budget(db, pages)
-            self._wal_pages = pages
-
     def _close_db(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
-            with contextlib.suppress(OSError):
-                write_marker(self.path, self._marker.bumped(head_seq=self._samples.head), durable=True)
+            self._upkeep.closed()
 
     async def _housekeeping(self) -> None:
         """Retention in batches and the marker, every ``housekeeping_interval_s`` until close."""
@@ -291,16 +237,7 @@ class Journal:
                 self.log.exception("journal housekeeping failed")
 
     def _housekeep_batch(self) -> bool:
-        """On the journal thread: one retention batch (True if more may follow); the marker."""
-        db = self._conn()
-        n = self._retention.delete_batch(db, self._cursors.delivered_upto(), time.time_ns())
-        if n:
-            self._cursors.after_drop(db, self._samples.first - 1)
-        if self._samples.head != self._marker.head_seq:
-            self._marker = self._marker.bumped(head_seq=self._samples.head)
-            with contextlib.suppress(OSError):  # a stale marker only misses a loss (``_marker``)
-                write_marker(self.path, self._marker)
-        return n > 0
+        return self._upkeep.housekeep(self._conn(), self._cursors.delivered_upto())
 
     # -- series ----------------------------------------------------------------------------------
     async def series_id(self, key: SeriesKey) -> int:
@@ -340,7 +277,7 @@ class Journal:
         first = self._samples.commit(db, samples, store_arrivals)
         try:
             self._cursors.after_commit(db)
-            self._fit_cap(db)
+            self._upkeep.fit_cap(db)
             if self._samples.measure(db):
                 last = self._samples.drop_oldest(db, self._cursors.delivered_upto())
                 if last is not None:
@@ -387,7 +324,7 @@ class Journal:
             bad += [_queries.UnreadableRow(r.seq, f"unknown series {r.series_id}") for r in out
                     if r.series_id not in known]
             out = [r for r in out if r.series_id in known]
-            self._set_apart(bad)
+            self._upkeep.set_apart(bad)
         if after_seq is None:
             self._cursors.oldest[sink] = out[0].ts_ns if out else None
         return out
@@ -413,16 +350,6 @@ class Journal:
     async def payload_dead_letters(self, limit: int = 100) -> list[PayloadDeadLetter]:
         return await self._run(_dead_letters.select_payloads, self._conn(), limit)
 
-    def _set_apart(self, bad: list[_queries.UnreadableRow]) -> None:
-        """Rows that cannot be decoded are skipped by delivery (it must not stall on them), counted
-        once each, and logged: they stay in the file for ``pedf journal recover``."""
-        fresh = [b for b in bad if b.seq > self._unreadable_upto]
-        if fresh:
-            self._unreadable += len(fresh)
-            self._unreadable_upto = max(b.seq for b in fresh)
-            self.log.error("journal %s: %d stored row(s) cannot be decoded and are skipped (seq %s: %s)", self.path,
-                           len(fresh), ", ".join(str(b.seq) for b in fresh[:5]), fresh[0].why)
-
     # -- observing -------------------------------------------------------------------------------
     async def pragma(self, name: str) -> Any:
         """The journal connection's value of ``PRAGMA name`` (e.g. synchronous, journal_mode)."""
@@ -431,15 +358,15 @@ class Journal:
         return await self._run(lambda: self._conn().execute(f"PRAGMA {name}").fetchone()[0])
 
     def stats(self) -> JournalStats:
-        s, w = self._samples, self._writer
+        s, w, u = self._samples, self._writer, self._upkeep
         return JournalStats(rows=s.rows, bytes=s.bytes, head_seq=s.head, pending=len(w.pending),
                             appended=w.appended, committed=s.committed, commits=s.commits,
                             failed_commits=w.failed_commits, dropped_rows=s.dropped_rows,
-                            dropped_undelivered=s.dropped_undelivered, free_bytes=self._space.free,
-                            reserve_bytes=self._space.reserve_bytes, effective_max_bytes=s.max_bytes,
-                            low_space=self._space.low_space, retention_deleted=self._retention.deleted,
-                            recovered_from_damage=self._marker.recoveries, lost_commits_detected=self._marker.losses,
-                            unreadable_rows=self._unreadable, sinks=self._cursors.backlogs())
+                            dropped_undelivered=s.dropped_undelivered, free_bytes=u.space.free,
+                            reserve_bytes=u.space.reserve_bytes, effective_max_bytes=s.max_bytes,
+                            low_space=u.space.low_space, retention_deleted=u.retention.deleted,
+                            recovered_from_damage=u.marker.recoveries, lost_commits_detected=u.marker.losses,
+                            unreadable_rows=u.unreadable, sinks=self._cursors.backlogs())
 
     async def query(self, series_ids: Iterable[int] | None = None, start_ns: int | None = None,
                     end_ns: int | None = None) -> list[SeriesArrays]:

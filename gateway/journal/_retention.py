@@ -22,15 +22,16 @@ BATCH = 2000
 
 
 class Retention:
-    def __init__(self, samples: SampleStore, retention_s: float) -> None:
+    def __init__(self, samples: SampleStore, retention_s: float | None) -> None:
+        """``retention_s`` None: keep delivered rows until the cap (tools that open a journal briefly)."""
         self.samples = samples
-        self.retention_ns = int(retention_s * 1e9)
+        self.retention_ns = None if retention_s is None else int(retention_s * 1e9)
         self.deleted = 0
 
     def delete_batch(self, db: sqlite3.Connection, delivered_upto: int, now_ns: int) -> int:
         """Delete up to ``BATCH`` delivered rows older than the retention; returns how many (on the
         journal thread)."""
-        if delivered_upto <= 0 or self.samples.rows == 0:
+        if self.retention_ns is None or delivered_upto <= 0 or self.samples.rows == 0:
             return 0
         cutoff = now_ns - self.retention_ns
         with transaction(db, "retention: cannot delete delivered rows"):
