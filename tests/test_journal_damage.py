@@ -166,6 +166,7 @@ async def test_a_row_that_cannot_be_decoded_is_set_apart_and_counted(
         rows = await j.read("influx", 1000)
         assert [r.seq for r in rows] == [s for s in range(1, 101) if s not in (50, 51, 52)]
         assert await j.read("influx", 1000) and j.stats().unreadable_rows == 3  # counted once each
+        assert [r.seq for r in await j.read("influx", 2, after_seq=49)] == [53]  # a batch of bad rows: read past
     assert "cannot be decoded" in caplog.text
 
 

@@ -43,6 +43,8 @@ def on_disk_bytes(path: Path) -> int:
 
 def free_bytes(directory: Path) -> int | None:
     """Bytes an unprivileged writer may still use on ``directory``'s file system (None if unknown)."""
+    while not directory.exists() and directory != directory.parent:  # not created yet: its file system
+        directory = directory.parent
     try:
         st = os.statvfs(directory)
     except OSError:

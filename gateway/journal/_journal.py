@@ -318,16 +318,26 @@ class Journal:
         """Committed rows after the sink's cursor (or after ``after_seq``), in seq order."""
         self.register_sink(sink)
         start = self._cursors.seq[sink] if after_seq is None else after_seq
-        out, bad = await self._run(_queries.select_rows, self._conn(), start, limit)
+        out = await self._read_rows(start, limit)
+        if after_seq is None:
+            self._cursors.oldest[sink] = out[0].ts_ns if out else None
+        return out
+
+    async def _read_rows(self, start: int, limit: int) -> list[JournalRow]:
+        """Rows after ``start``; rows that cannot be decoded are set apart, and read past when a whole
+        batch was such rows (delivery must never stall on them)."""
         known = self._series.keys
-        if bad or any(r.series_id not in known for r in out):
+        while True:
+            out, bad = await self._run(_queries.select_rows, self._conn(), start, limit)
+            if not bad and all(r.series_id in known for r in out):
+                return out
             bad += [_queries.UnreadableRow(r.seq, f"unknown series {r.series_id}") for r in out
                     if r.series_id not in known]
             out = [r for r in out if r.series_id in known]
             self._upkeep.set_apart(bad)
-        if after_seq is None:
-            self._cursors.oldest[sink] = out[0].ts_ns if out else None
-        return out
+            if out or not bad:
+                return out
+            start = max(b.seq for b in bad)
 
     async def ack(self, sink: str, upto_seq: int) -> None:
         """Move the sink's cursor to ``upto_seq`` (committed before this returns)."""

@@ -51,7 +51,9 @@ def write_marker(journal: Path, marker: Marker, *, durable: bool = False) -> Non
         tmp.unlink()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(fd, json.dumps(asdict(marker)).encode())
+        data = json.dumps(asdict(marker)).encode()
+        if os.write(fd, data) != len(data):  # a full disk: keep the old marker rather than half a new one
+            raise OSError(f"short write to {tmp}")
         if durable:
             os.fsync(fd)
     finally:
