@@ -249,3 +249,22 @@ def test_pedf_status_shows_the_disk_and_a_recovery() -> None:
     text = render_status(status)
     assert "2.0 MB of 3.0 MB in force, disk free 0.5 MB (UNDER THE RESERVE)" in text
     assert "retention deleted 7" in text and "JOURNAL: 1 recovered from damage" in text
+
+
+@pytest.mark.services
+def test_pedf_run_on_a_damaged_journal_starts_afresh_and_says_so(tmp_path: Path) -> None:
+    from tests.harness import GatewayProcess, wait_until, write_site
+    from tests.processes import free_port
+
+    journal = tmp_path / "journal.db"
+    journal.write_bytes(b"garbled by a power cut " * 4096)
+    api_port = free_port()
+    site = write_site(tmp_path / "site.yaml", [{"name": "d0", "profile": "bench60", "port": free_port()}],
+                      journal=journal, api_port=api_port)
+    with GatewayProcess(tmp_path, site, api_port) as gw:  # before: a traceback at every start
+        status = wait_until(lambda: gw.status()["journal"], 20, what="the status")
+        assert status["recovered_from_damage"] == 1 and status["rows"] == 0
+        assert gw.terminate() == 0
+    log = (tmp_path / "gateway.log").read_text()
+    assert "is damaged" in log and "pedf journal recover" in log and "Traceback" not in log
+    assert [p.read_bytes()[:23] for p in tmp_path.glob("journal.db.damaged-*")] == [b"garbled by a power cut "]

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,3 +182,15 @@ def test_a_journal_on_an_8_mb_tmpfs_loses_nothing_once_the_sink_is_back(
           f"{journal['dropped_undelivered']} dropped undelivered at the cap, {arrived} in influxd, "
           f"{journal['retention_deleted']} deleted by retention, {journal['rows']} rows left")
     assert kept <= arrived <= kept + sink["batch_lines"]
+
+
+@pytest.mark.services
+def test_pedf_run_refuses_to_start_when_the_disk_cannot_hold_the_reserve(tmp_path: Path, small_fs: Path) -> None:
+    site = write_site(tmp_path / "site.yaml", [{"name": "d0", "profile": "bench60", "port": free_port()}],
+                      journal=small_fs / "journal.db", api_port=free_port())
+    _journal_keys(site, reserve_mb=4)
+    fill_up(small_fs, 2 * MB)
+    pedf = Path(sys.executable).with_name("pedf")
+    done = subprocess.run([str(pedf), "run", str(site)], capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "not enough disk space for the journal" in done.stderr and "journal.reserve_mb" in done.stderr

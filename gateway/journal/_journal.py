@@ -8,8 +8,9 @@ transaction, and the futures returned by :meth:`Journal.append` resolve only aft
 returned (SQLite docs, "PRAGMA synchronous" and "Write-Ahead Logging", https://sqlite.org/wal.html).
 
 All SQLite work runs on one dedicated thread so the event loop never waits on the disk.  Sequence
-numbers are assigned on that thread, contiguous, and only deletion of the oldest rows (the size cap)
-makes holes, always at the front — so a sink's backlog is ``head - max(cursor, first_seq - 1)``.
+numbers are assigned on that thread, contiguous; deletions make holes only at the front (the size cap
+drops the oldest rows) or below every cursor (retention deletes delivered rows) — so a sink's backlog
+is ``head - max(cursor, first_seq - 1)``.
 
 Disk and damage: the cap in force never exceeds what the file system can hold beside a reserve
 (``_space``); delivered rows older than the retention are deleted in the background (``_retention``);

@@ -4,9 +4,9 @@ Why one row per poll: measured on the target machines at 5–7M fields/s, agains
 one row per field (DESIGN.md, Known traps).  The commit path is hot: a group of polls becomes rows in
 one list comprehension and one ``executemany``; nothing else here runs per row.
 
-Sequence numbers are assigned here, on the journal thread, contiguous; only the size cap deletes
-rows, always the oldest, so holes are only ever at the front and a sink's backlog is
-``head - max(cursor, first - 1)``.
+Sequence numbers are assigned here, on the journal thread, contiguous; the size cap deletes the
+oldest rows and retention only rows below every cursor, so holes are at the front or below every
+cursor, and a sink's backlog is ``head - max(cursor, first - 1)``.
 
 Why the cap drops the oldest rows, counted and logged: the journal must be bounded (DESIGN.md,
 Guarantees) and, once full, the newest readings are worth more than the oldest; dropping undelivered
