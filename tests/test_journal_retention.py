@@ -86,12 +86,16 @@ async def test_delivered_rows_past_the_retention_are_deleted_in_batches(tmp_path
         assert j.stats().head_seq == 6101 and j.stats().lost_commits_detected == 0
 
 
-async def test_the_cap_counts_the_wal(tmp_path: Path) -> None:
+async def test_the_cap_counts_the_wal_dead_letters_and_arrival_records(tmp_path: Path) -> None:
     async with Journal(tmp_path / "j.db") as j:
         sid = await j.series_id(WIDE)
         await j.append_many([wide(sid, i, i) for i in range(2000)])
         wal = Path(f"{tmp_path / 'j.db'}-wal").stat().st_size
         assert wal > 100_000 and j.stats().bytes >= wal + 2000 * 480
+        before = j.stats().bytes
+        await j.dead_letter_payloads("mqtt", [(i, "t", os.urandom(10_000), "junk") for i in range(100)])
+        await asyncio.gather(*(j.append(wide(sid, 10**6 + i, i), (os.urandom(32), i)) for i in range(1000)))
+        assert j.stats().bytes >= before + 100 * 10_000 + 1000 * (480 + 32)  # counted once the next commit measures
 
 
 async def test_refuses_to_start_when_even_the_reserve_does_not_fit(small_fs: Path) -> None:
@@ -119,6 +123,8 @@ async def test_on_a_small_disk_the_cap_is_lowered_and_the_reserve_keeps_cursors_
         # someone else fills the disk to under the reserve: the journal keeps committing in its own pages
         with contextlib.suppress(OSError):
             fill_up(small_fs, 256 * 1024)
+        await asyncio.sleep(0.5)  # seen without a commit, by the journal's housekeeping
+        assert j.stats().low_space
         for _ in range(20):
             await j.append_many([wide(sid, time.time_ns() + n, n) for n in range(i, i + 500)])
             i += 500

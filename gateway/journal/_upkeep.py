@@ -80,8 +80,10 @@ class Upkeep:
             self._wal_pages = pages
 
     def housekeep(self, db: sqlite3.Connection, delivered_upto: int) -> bool:
-        """One retention batch (True if more may follow), and the marker."""
+        """One retention batch (True if more may follow), the marker, and the free space (also when
+        nothing is committed, so that ``low_space`` is current)."""
         n = self.retention.delete_batch(db, delivered_upto, time.time_ns())
+        self.fit_cap(db)
         if self.samples.head != self.marker.head_seq:
             self.marker = self.marker.bumped(head_seq=self.samples.head)
             with contextlib.suppress(OSError):  # a stale marker only misses a loss (``_marker``)
