@@ -131,6 +131,25 @@ async def test_commits_a_garbled_wal_frame_drops_are_reported_and_the_wal_kept(
     assert len(copies) == 1 and copies[0].read_bytes() == garbled and str(copies[0]) in errors[0]
 
 
+async def test_an_incomplete_last_wal_transaction_is_a_warning_not_a_loss(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    live, torn = tmp_path / "live" / "j.db", tmp_path / "torn" / "j.db"
+    async with Journal(live) as j:
+        sid = await j.series_id(WIDE)
+        for g in range(10):
+            await j.append_many([wide(sid, 50 * g + i) for i in range(50)])
+        crash_image(live, torn)
+    wal = Path(f"{torn}-wal")
+    with wal.open("r+b") as f:  # the last frame: a commit cut off by the crash before it returned
+        f.seek(wal.stat().st_size - PAGE // 2)
+        f.write(b"\0" * (PAGE // 2))
+    caplog.set_level(logging.INFO, "pedf.journal")
+    async with Journal(torn) as j:
+        assert j.stats().rows == 450 and j.stats().lost_commits_detected == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    assert "the last transaction in its WAL is incomplete" in caplog.text
+
+
 async def test_a_journal_shorter_than_its_marker_is_reported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "j.db"
     await fill(path, 500)

@@ -71,7 +71,7 @@ def open_checked(path: Path, synchronous: Synchronous, marker: Marker, load: Cal
     try:
         _refuse_emptied(path, marker)
         report.wal = scan_wal(path)
-        if report.wal.lost:  # SQLite will overwrite these frames at the first checkpoint: copy first
+        if report.wal.lost or report.wal.torn_tail:  # SQLite overwrites them at the next checkpoint: copy
             stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
             report.wal_copy = companion(path, f"-wal.unreplayed-{stamp}")
             shutil.copy2(companion(path, "-wal"), report.wal_copy)

@@ -208,11 +208,16 @@ class Journal:
         self._db = self._upkeep.open(self.synchronous, self._load)
 
     def _load(self, db: sqlite3.Connection) -> None:
+        """The stored state; called again on a fresh file if the first was damaged, so it starts clean
+        (sinks registered before the open are kept, at cursor 0)."""
+        registered = list(self._cursors.seq)
         self._series, self._cursors.seq, self._cursors.oldest = SeriesCatalog(), {}, {}
         self._series.load(db)
         self._cursors.load(db)
         self._samples.load(db, max(self._cursors.seq.values(), default=0))
         self._cursors.find_oldest(db)
+        for sink in registered:
+            self._cursors.register(sink)
 
     def _close_db(self) -> None:
         if self._db is not None:

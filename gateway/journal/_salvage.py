@@ -66,6 +66,9 @@ def check_journal(path: Path) -> CheckReport:
     if report.wal.lost:
         report.problems.append(f"the WAL holds {report.wal.commits_lost} committed transaction(s) after a damaged "
                                f"frame (#{report.wal.valid_frames + 1}); SQLite will not replay them")
+    if report.wal.torn_tail:
+        report.problems.append("the last transaction in the WAL is incomplete (a commit cut off by a crash, or "
+                               "a damaged frame); SQLite will not replay it")
     if report.size == 0:
         report.problems.append("the file is empty" + (f" but held rows up to seq {report.marker.head_seq}"
                                                       if report.marker.head_seq else ""))

@@ -63,7 +63,11 @@ class Upkeep:
                            "(the frame after #%d of %d is damaged); the readings in them are lost from the journal. "
                            "A copy of the WAL is kept at %s", self.path, wal.commits_lost, wal.valid_frames,
                            wal.frames, report.wal_copy)
-        elif not report.recovered and self.marker.head_seq > head:
+        elif wal is not None and wal.torn_tail:
+            self.log.warning("journal %s: the last transaction in its WAL is incomplete and was not replayed: a "
+                             "commit cut off by a crash before it returned (never acknowledged) or a damaged frame. "
+                             "A copy of the WAL is kept at %s", self.path, report.wal_copy)
+        if not lost and not report.recovered and self.marker.head_seq > head:
             lost = 1
             self.log.error("journal %s ends at seq %d but seq %d had been committed: its end (or its WAL) was lost "
                            "— a power cut with synchronous: NORMAL, a restored copy or a disk fault; %d readings are "

@@ -22,7 +22,7 @@ _MAGIC = (0x377F0682, 0x377F0683)
 _HEADER = 32
 _FRAME_HEADER = 24
 _MASK = 0xFFFFFFFF
-SCAN_LIMIT_BYTES = 256 << 20  # larger WALs (a reader held checkpoints back for long) are not checksummed
+SCAN_LIMIT_BYTES = 64 << 20  # larger WALs (a reader held checkpoints back for long) are not checksummed
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,14 @@ class WalScan:
 
     @property
     def lost(self) -> bool:
-        return self.commits_lost > 0
+        """Commits after a bad frame: more than one means acknowledged commits were dropped.  One is
+        the WAL's last transaction, which may be a commit cut off before it returned (never
+        acknowledged) as well as a damaged one: :attr:`torn_tail`."""
+        return self.commits_lost > 1
+
+    @property
+    def torn_tail(self) -> bool:
+        return self.commits_lost == 1
 
 
 def _checksum(data: bytes, big_endian: bool, s1: int, s2: int) -> tuple[int, int]:
