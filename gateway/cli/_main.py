@@ -320,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--sink")
     ls.add_argument("--limit", type=int, default=100)
     ls.set_defaults(func=cmd_deadletter)
+
+    from gateway.cli._journal import add_journal_parser
+
+    add_journal_parser(sub)
     return p
 
 

@@ -220,6 +220,8 @@ class JournalSection(Strict):
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
     commit_interval_ms: float = Field(default=20.0, ge=0.1, le=1000)
     max_mb: float = Field(default=1024.0, ge=0.25, le=1024 * 1024, description="cap of the journal, MiB")
+    retention_h: float = Field(default=48.0, gt=0, le=10 * 366 * 24)  # delivered rows older than this are deleted
+    reserve_mb: float = Field(default=32.0, ge=0, le=1 << 20)  # disk space kept free beside the journal
 
 
 class HealthSection(Strict):

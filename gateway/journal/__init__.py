@@ -15,8 +15,10 @@ from gateway.journal._holes import HoleRecord
 from gateway.journal._journal import Journal, JournalStats
 from gateway.journal._queries import JournalRow, SeriesArrays
 from gateway.journal._reader import JournalReader
+from gateway.journal._salvage import CheckReport, RecoverReport, check_journal, recover_journal
 
 __all__ = [
+    "CheckReport",
     "DeadLetter",
     "HoleRecord",
     "Journal",
@@ -24,6 +26,9 @@ __all__ = [
     "JournalRow",
     "JournalStats",
     "PayloadDeadLetter",
+    "RecoverReport",
     "SeriesArrays",
     "SinkBacklog",
+    "check_journal",
+    "recover_journal",
 ]

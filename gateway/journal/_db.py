@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from gateway.errors import JournalError
+from gateway.journal._files import create_private, make_dirs
 
 Synchronous = Literal["FULL", "NORMAL"]
 
@@ -42,24 +43,21 @@ CREATE TABLE IF NOT EXISTS dead_letters (id INTEGER PRIMARY KEY, sink TEXT NOT N
     line TEXT NOT NULL, reason TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS mqtt_arrivals (digest BLOB PRIMARY KEY, at_ns INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS mqtt_arrivals_at ON mqtt_arrivals (at_ns);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS payload_dead_letters (id INTEGER PRIMARY KEY, source TEXT NOT NULL,
     at_ns INTEGER NOT NULL, topic TEXT NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL);
 """
 
 
 def connect(path: Path, synchronous: Synchronous, max_bytes: int) -> sqlite3.Connection:
-    """Open (creating if needed) the journal at ``path``; runs on the journal thread."""
+    """Open (creating it and its folders if needed) the journal at ``path`` with its schema, without
+    the damage checks of ``_damage`` (which :class:`Journal` runs).  Raises JournalError."""
     try:
-        created = _make_dirs(path.parent)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        created = make_dirs(path.parent)
+        db = open_raw(path, synchronous)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={synchronous}")
-            # Without a limit the -wal file keeps its high-water size; keep disk use flat.
-            db.execute(f"PRAGMA journal_size_limit={max(1 << 20, max_bytes // 16)}")
-            db.executescript(SCHEMA)  # also creates the -wal file, whose name must be durable too
-            for directory in (path.parent, *created):
-                fsync_dir(directory)
+            set_wal_budget(db, wal_budget_pages(max_bytes))
+            ensure_schema(db, path, created)
         except BaseException:
             db.close()
             raise
@@ -68,11 +66,41 @@ def connect(path: Path, synchronous: Synchronous, max_bytes: int) -> sqlite3.Con
     return db
 
 
-def _make_dirs(directory: Path) -> list[Path]:
-    """Create ``directory`` and missing parents; returns the parents whose entries changed."""
-    missing = [d for d in (directory, *directory.parents) if not d.exists()]
-    directory.mkdir(parents=True, exist_ok=True)
-    return [d.parent for d in missing]
+def open_raw(path: Path, synchronous: Synchronous) -> sqlite3.Connection:
+    """Open (creating it 0600 if needed) the database at ``path`` in WAL mode, without touching its
+    schema: the damage checks (``_damage``) look at it first.  Runs on the journal thread; raises
+    ``sqlite3.Error``."""
+    create_private(path)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def ensure_schema(db: sqlite3.Connection, path: Path, created_dirs: list[Path]) -> None:
+    """Create what is missing of the schema and make the new names durable."""
+    db.executescript(SCHEMA)  # also creates the -wal file, whose name must be durable too
+    for directory in (path.parent, *created_dirs):
+        fsync_dir(directory)
+
+
+def wal_budget_pages(max_bytes: int, page_size: int = 4096) -> int:
+    """Pages the WAL may hold before a checkpoint: SQLite's 1000 (~4 MB), less for a small cap so
+    that the WAL, which the cap counts, stays about an eighth of it."""
+    return max(16, min(1000, max_bytes // 8 // page_size))
+
+
+def set_wal_budget(db: sqlite3.Connection, pages: int) -> int:
+    """Checkpoint every ``pages`` pages and truncate the WAL back to that size; returns its bytes."""
+    page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    db.execute(f"PRAGMA wal_autocheckpoint={pages}")
+    limit = pages * (page_size + 24) + 32
+    db.execute(f"PRAGMA journal_size_limit={limit}")
+    return limit
 
 
 def fsync_dir(directory: Path) -> None:

@@ -8,8 +8,16 @@ transaction, and the futures returned by :meth:`Journal.append` resolve only aft
 returned (SQLite docs, "PRAGMA synchronous" and "Write-Ahead Logging", https://sqlite.org/wal.html).
 
 All SQLite work runs on one dedicated thread so the event loop never waits on the disk.  Sequence
-numbers are assigned on that thread, contiguous, and only deletion of the oldest rows (the size cap)
-makes holes, always at the front — so a sink's backlog is ``head - max(cursor, first_seq - 1)``.
+numbers are assigned on that thread, contiguous; deletions make holes only at the front (the size cap
+drops the oldest rows) or below every cursor (retention deletes delivered rows) — so a sink's backlog
+is ``head - max(cursor, first_seq - 1)``.
+
+Disk and damage: the cap in force never exceeds what the file system can hold beside a reserve
+(``_space``); delivered rows older than the retention are deleted in the background (``_retention``);
+every open checks the file and starts a fresh journal, keeping the damaged one aside, when it is
+damaged (``_damage``), and reports commits a WAL or the file lost (``_wal``, ``_marker``).  The
+background work (retention, the marker, in batches on the journal thread) is a second child task of
+the block, beside the writer.
 
 Each sink has a cursor (the last seq the database accepted).  A newly registered sink starts at 0 so
 it receives the whole backlog still on disk: a sink added after an outage should not miss it.
@@ -37,6 +45,7 @@ called from the same task, which becomes the writer's parent and is cancelled if
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -51,12 +60,13 @@ from gateway.errors import JournalError
 from gateway.journal import _dead_letters, _holes, _queries
 from gateway.journal._arrivals import ArrivalStore
 from gateway.journal._cursors import CursorStore, SinkBacklog
-from gateway.journal._db import Synchronous, connect
+from gateway.journal._db import Synchronous
 from gateway.journal._dead_letters import DeadLetter, PayloadDeadLetter, PayloadItem, PayloadStore
 from gateway.journal._holes import HoleRecord
 from gateway.journal._queries import JournalRow, SeriesArrays
 from gateway.journal._samples import SampleStore
 from gateway.journal._series import SeriesCatalog
+from gateway.journal._upkeep import Upkeep
 from gateway.journal._writer import GroupCommitWriter
 from gateway.series import Sample, SeriesKey
 
@@ -76,8 +86,14 @@ class JournalStats:
     dropped_rows: int  # deleted by the size cap
     dropped_undelivered: int  # of those, rows some sink had not yet delivered
     sinks: dict[str, SinkBacklog] = field(default_factory=dict)
-    free_bytes: int | None = None  # free space of the journal's file system (None: not measured)
-    low_space: bool = False  # the free space is under the reserve
+    free_bytes: int | None = None  # free space of the journal's file system (None: unknown)
+    reserve_bytes: int = 0  # kept free for cursor updates and deletions
+    effective_max_bytes: int = 0  # the cap in force: journal.max_mb, lowered to what the disk can hold
+    low_space: bool = False  # free space is under the reserve
+    retention_deleted: int = 0  # delivered rows deleted for being older than the retention
+    recovered_from_damage: int = 0  # times this journal was found damaged, moved aside and started afresh
+    lost_commits_detected: int = 0  # opens that found committed rows missing (WAL not replayed, file cut)
+    unreadable_rows: int = 0  # rows whose stored values could not be decoded, set apart from delivery
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,7 +103,8 @@ class Journal:
     """SQLite journal with group commit, per-sink cursors, dead letters and a size cap."""
 
     def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL", commit_interval_s: float = 0.02,
-                 max_bytes: int = 1 << 30, logger: logging.Logger | None = None) -> None:
+                 max_bytes: int = 1 << 30, retention_s: float | None = None, reserve_bytes: int = 32 << 20,
+                 housekeeping_interval_s: float = 5.0, logger: logging.Logger | None = None) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be FULL or NORMAL")
         self.path = Path(path)
@@ -102,15 +119,18 @@ class Journal:
         self._arrivals = ArrivalStore()
         self._payloads = PayloadStore()
         self._writer = GroupCommitWriter(self._commit, commit_interval_s, self.log)
+        self._upkeep = Upkeep(self.path, self._samples, max_bytes, reserve_bytes, retention_s, self.log)
+        self.housekeeping_interval_s = housekeeping_interval_s
+        self._stopping = asyncio.Event()
 
     @property
     def max_bytes(self) -> int:
-        """The size cap: over it, the oldest rows are dropped (and counted)."""
-        return self._samples.max_bytes
+        """The configured size cap; the cap in force (``stats().effective_max_bytes``) may be lower."""
+        return self._upkeep.space.max_bytes
 
     @max_bytes.setter
     def max_bytes(self, value: int) -> None:
-        self._samples.max_bytes = value
+        self._upkeep.space.max_bytes = self._samples.max_bytes = value
 
     @property
     def arrival_window_ns(self) -> int:
@@ -139,7 +159,9 @@ class Journal:
         self._task_group = asyncio.TaskGroup()
         await self._task_group.__aenter__()
         self._writer.start()
+        self._stopping = asyncio.Event()
         self._task_group.create_task(self._writer.run(), name="journal-writer")
+        self._task_group.create_task(self._housekeeping(), name="journal-housekeeping")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -155,6 +177,7 @@ class Journal:
         tasks, self._task_group = self._task_group, None
         try:
             if tasks is not None:
+                self._stopping.set()
                 self._writer.stop()
                 try:
                     await tasks.__aexit__(None, None, None)
@@ -172,7 +195,10 @@ class Journal:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._pool is None:
             raise JournalError("journal is not open")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except sqlite3.Error as exc:  # a read error (a damaged page, a full disk) is the journal's
+            raise JournalError(f"journal {self.path}: {exc}") from exc
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -180,22 +206,47 @@ class Journal:
         return self._db
 
     def _open_db(self) -> None:
-        db = connect(self.path, self.synchronous, self._samples.max_bytes)
-        try:
-            self._series.load(db)
-            self._cursors.load(db)
-            self._samples.load(db, max(self._cursors.seq.values(), default=0))
-            self._cursors.find_oldest(db)
-            self._payloads.load(db)
-        except sqlite3.Error as exc:
-            db.close()
-            raise JournalError(f"cannot read the journal {self.path}: {exc}") from exc
-        self._db = db
+        """On the journal thread: check the disk and the file, open, load (``_upkeep``)."""
+        self._db = self._upkeep.open(self.synchronous, self._load)
+
+    def _load(self, db: sqlite3.Connection) -> None:
+        """The stored state; called again on a fresh file if the first was damaged, so it starts clean
+        (sinks registered before the open are kept, at cursor 0)."""
+        registered = list(self._cursors.seq)
+        self._series, self._cursors.seq, self._cursors.oldest = SeriesCatalog(), {}, {}
+        self._series.load(db)
+        self._cursors.load(db)
+        self._samples.load(db, max(self._cursors.seq.values(), default=0))
+        self._cursors.find_oldest(db)
+        self._payloads.load(db)
+        for sink in registered:
+            self._cursors.register(sink)
 
     def _close_db(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+            self._upkeep.closed()
+
+    async def _housekeeping(self) -> None:
+        """Retention in batches and the marker, every ``housekeeping_interval_s`` until close."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.housekeeping_interval_s):
+                    await self._stopping.wait()
+            if self._stopping.is_set():
+                return
+            try:
+                while await self._run(self._housekeep_batch):
+                    await asyncio.sleep(0)  # let the next group commit in between
+            except JournalError as exc:
+                self.log.error("journal housekeeping failed, tried again in %.0f s: %s",
+                               self.housekeeping_interval_s, exc)
+            except Exception:  # backstop: retention is no reason to stop the journal; logged, tried again
+                self.log.exception("journal housekeeping failed")
+
+    def _housekeep_batch(self) -> bool:
+        return self._upkeep.housekeep(self._conn(), self._cursors.delivered_upto())
 
     # -- series ----------------------------------------------------------------------------------
     async def series_id(self, key: SeriesKey) -> int:
@@ -235,6 +286,7 @@ class Journal:
         first = self._samples.commit(db, samples, store_arrivals)
         try:
             self._cursors.after_commit(db)
+            self._upkeep.fit_cap(db)
             # junk never pushes out a sample: payload dead letters are deleted first
             if self._samples.measure(db) and self._payloads.shed(db, lambda: self._samples.measure(db)):
                 last = self._samples.drop_oldest(db, self._cursors.delivered_upto())
@@ -276,10 +328,26 @@ class Journal:
         """Committed rows after the sink's cursor (or after ``after_seq``), in seq order."""
         self.register_sink(sink)
         start = self._cursors.seq[sink] if after_seq is None else after_seq
-        out = await self._run(_queries.select_rows, self._conn(), start, limit)
+        out = await self._read_rows(start, limit)
         if after_seq is None:
             self._cursors.oldest[sink] = out[0].ts_ns if out else None
         return out
+
+    async def _read_rows(self, start: int, limit: int) -> list[JournalRow]:
+        """Rows after ``start``; rows that cannot be decoded are set apart, and read past when a whole
+        batch was such rows (delivery must never stall on them)."""
+        known = self._series.keys
+        while True:
+            out, bad = await self._run(_queries.select_rows, self._conn(), start, limit)
+            if not bad and all(r.series_id in known for r in out):
+                return out
+            bad += [_queries.UnreadableRow(r.seq, f"unknown series {r.series_id}") for r in out
+                    if r.series_id not in known]
+            out = [r for r in out if r.series_id in known]
+            self._upkeep.set_apart(bad)
+            if out or not bad:
+                return out
+            start = max(b.seq for b in bad)
 
     async def ack(self, sink: str, upto_seq: int) -> None:
         """Move the sink's cursor to ``upto_seq`` (committed before this returns)."""
@@ -329,16 +397,24 @@ class Journal:
         return await self._run(lambda: self._conn().execute(f"PRAGMA {name}").fetchone()[0])
 
     def stats(self) -> JournalStats:
-        s, w = self._samples, self._writer
+        s, w, u = self._samples, self._writer, self._upkeep
         return JournalStats(rows=s.rows, bytes=s.bytes, head_seq=s.head, pending=len(w.pending),
                             appended=w.appended, committed=s.committed, commits=s.commits,
                             failed_commits=w.failed_commits, dropped_rows=s.dropped_rows,
-                            dropped_undelivered=s.dropped_undelivered, sinks=self._cursors.backlogs())
+                            dropped_undelivered=s.dropped_undelivered, free_bytes=u.space.free,
+                            reserve_bytes=u.space.reserve_bytes, effective_max_bytes=s.max_bytes,
+                            low_space=u.space.low_space, retention_deleted=u.retention.deleted,
+                            recovered_from_damage=u.marker.recoveries, lost_commits_detected=u.marker.losses,
+                            unreadable_rows=u.unreadable, sinks=self._cursors.backlogs())
 
     async def query(self, series_ids: Iterable[int] | None = None, start_ns: int | None = None,
                     end_ns: int | None = None) -> list[SeriesArrays]:
         """Columnar arrays per series for ``start_ns <= ts < end_ns`` (a scan: there is no time index)."""
-        return await self._run(_queries.select_arrays, self._conn(), self._series.keys, series_ids, start_ns, end_ns)
+        try:
+            return await self._run(_queries.select_arrays, self._conn(), self._series.keys, series_ids, start_ns,
+                                   end_ns)
+        except (TypeError, ValueError, KeyError) as exc:  # stored values that do not decode: a damaged page
+            raise JournalError(f"journal {self.path}: rows cannot be decoded: {exc}") from exc
 
     async def series_values(self, series_id: int, start_ns: int | None = None,
                             end_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -35,12 +35,32 @@ class SeriesArrays:
     values: np.ndarray  # float64, shape (len(ts_ns), number of fields)
 
 
-def select_rows(db: sqlite3.Connection, after: int, limit: int) -> list[JournalRow]:
+class UnreadableRow(NamedTuple):
+    seq: int
+    why: str
+
+
+def select_rows(db: sqlite3.Connection, after: int, limit: int) -> tuple[list[JournalRow], list[UnreadableRow]]:
+    """Rows after ``after`` in seq order, and those whose stored values cannot be decoded (a garbled
+    page that SQLite's structure check passed): those are set apart, never a ``TypeError`` upstream."""
     raw = db.execute("SELECT seq, series_id, ts_ns, vals, texts FROM samples WHERE seq > ? ORDER BY seq LIMIT ?",
                      (after, limit)).fetchall()
     frombuffer, f64 = np.frombuffer, np.float64
-    return [JournalRow(seq, sid, ts, frombuffer(vals, dtype=f64), None if texts is None else tuple(json.loads(texts)))
-            for seq, sid, ts, vals, texts in raw]
+    try:
+        return [JournalRow(seq, sid, ts, frombuffer(vals, dtype=f64), None if texts is None
+                           else tuple(json.loads(texts))) for seq, sid, ts, vals, texts in raw], []
+    except (TypeError, ValueError):
+        pass
+    good, bad = [], []
+    for seq, sid, ts, vals, texts in raw:  # the slow path, only once something failed to decode
+        try:
+            if not (isinstance(sid, int) and isinstance(ts, int) and isinstance(vals, bytes)):
+                raise TypeError(f"stored types {type(sid).__name__}, {type(ts).__name__}, {type(vals).__name__}")
+            decoded = None if texts is None else tuple(json.loads(texts))
+            good.append(JournalRow(seq, sid, ts, frombuffer(vals, dtype=f64), decoded))
+        except (TypeError, ValueError) as exc:
+            bad.append(UnreadableRow(int(seq) if isinstance(seq, int) else -1, str(exc)))
+    return good, bad
 
 
 def select_arrays(db: sqlite3.Connection, series: Mapping[int, SeriesKey], series_ids: Iterable[int] | None,

@@ -4,14 +4,18 @@ Why one row per poll: measured on the target machines at 5–7M fields/s, agains
 one row per field (DESIGN.md, Known traps).  The commit path is hot: a group of polls becomes rows in
 one list comprehension and one ``executemany``; nothing else here runs per row.
 
-Sequence numbers are assigned here, on the journal thread, contiguous; only the size cap deletes
-rows, always the oldest, so holes are only ever at the front and a sink's backlog is
-``head - max(cursor, first - 1)``.
+Sequence numbers are assigned here, on the journal thread, contiguous; the size cap deletes the
+oldest rows and retention only rows below every cursor, so holes are at the front or below every
+cursor, and a sink's backlog is ``head - max(cursor, first - 1)``.
 
 Why the cap drops the oldest rows, counted and logged: the journal must be bounded (DESIGN.md,
 Guarantees) and, once full, the newest readings are worth more than the oldest; dropping undelivered
-data is never silent.  Delivered rows are only removed by the cap, so a cap above the free disk space
-fills the disk; the WAL (~4 MB at the default checkpoint) is outside ``page_count × page_size``.
+data is never silent.  The cap counts what the journal takes on disk: the pages in use (samples,
+dead letters, MQTT arrival records, the catalogue) plus the WAL, whose budget (``_db.wal_budget_pages``)
+is reserved inside the cap.  A drop deletes at most ``DROP_BATCH`` rows, so that one commit never waits
+long on it; the next commit drops more if still over.  Delivered rows older than the retention are
+deleted in the background (``_retention``).  Deleting rows keeps their seqs used: the highest seq
+ever committed is stored (``meta.head_floor``) with every delete, so an emptied table never reuses one.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -27,11 +32,22 @@ from gateway.errors import JournalError
 from gateway.journal._db import transaction
 from gateway.series import Sample
 
+DROP_BATCH = 10_000
+
+
+def store_head_floor(db: sqlite3.Connection, head: int) -> None:
+    """Inside a deleting transaction: the highest seq committed, so that it is never reused."""
+    db.execute("INSERT INTO meta VALUES ('head_floor', ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+               (head,))
+
 
 class SampleStore:
     def __init__(self, max_bytes: int, log: logging.Logger) -> None:
-        self.max_bytes = max_bytes
+        self.max_bytes = max_bytes  # the cap in force (``_space``: never more than the disk can hold)
         self.log = log
+        self.wal_path: Path | None = None
+        self.wal_budget = 0  # bytes the WAL may reach before a checkpoint truncates it
+        self.used = 0  # bytes of the database's pages in use
         self.head = 0  # last committed seq
         self.first = 1  # first seq still on disk
         self.rows = 0
@@ -45,8 +61,9 @@ class SampleStore:
         """Find the stored rows; ``acked_upto`` (highest sink cursor) keeps seqs from being reused
         after the cap emptied the table.  Runs on the journal thread, like every method taking ``db``."""
         lo, hi, n = db.execute("SELECT min(seq), max(seq), count(*) FROM samples").fetchone()
+        floor = db.execute("SELECT value FROM meta WHERE key = 'head_floor'").fetchone()
         self.rows = n
-        self.head = max(hi or 0, acked_upto)
+        self.head = max(hi or 0, acked_upto, floor[0] if floor else 0)
         self.first = lo if lo is not None else self.head + 1
         self.measure(db)
 
@@ -77,13 +94,21 @@ class SampleStore:
         row = db.execute("SELECT ts_ns FROM samples WHERE seq > ? ORDER BY seq LIMIT 1", (after_seq,)).fetchone()
         return None if row is None else int(row[0])
 
+    def next_seq(self, db: sqlite3.Connection, after_seq: int) -> int:
+        """The first seq on disk after ``after_seq`` (head + 1 if none)."""
+        row = db.execute("SELECT min(seq) FROM samples WHERE seq > ?", (after_seq,)).fetchone()
+        return self.head + 1 if row[0] is None else int(row[0])
+
     def measure(self, db: sqlite3.Connection) -> bool:
-        """Update :attr:`bytes` (pages in use); True when over the cap."""
+        """Update :attr:`bytes` (pages in use plus the WAL); True when over the cap, the WAL's budget
+        counted in full (deleting rows writes to the WAL before a checkpoint shrinks it)."""
         pages = db.execute("PRAGMA page_count").fetchone()[0]
         free = db.execute("PRAGMA freelist_count").fetchone()[0]
         size = db.execute("PRAGMA page_size").fetchone()[0]
-        self.bytes = int((pages - free) * size)
-        return self.bytes > self.max_bytes
+        self.used = int((pages - free) * size)
+        wal = self.wal_path.stat().st_size if self.wal_path is not None and self.wal_path.exists() else 0
+        self.bytes = self.used + wal
+        return self.used + max(wal, self.wal_budget) > self.max_bytes
 
     def drop_oldest(self, db: sqlite3.Connection, delivered_upto: int) -> int | None:
         """Delete the oldest rows until ~10% under the cap; count and log the loss.  Returns the last
@@ -91,19 +116,20 @@ class SampleStore:
         again)."""
         if self.rows == 0:  # over the cap with dead letters alone: nothing here to drop
             return None
-        target = 0.9 * self.max_bytes
-        per_row = self.bytes / max(self.rows, 1)
-        n = min(self.rows, max(1, int((self.bytes - target) / per_row) + 1))
+        target = 0.9 * self.max_bytes - max(self.bytes - self.used, self.wal_budget)
+        per_row = self.used / max(self.rows, 1)
+        n = min(self.rows, DROP_BATCH, max(1, int((self.used - target) / per_row) + 1))
         last = db.execute("SELECT seq FROM samples ORDER BY seq LIMIT 1 OFFSET ?", (n - 1,)).fetchone()[0]
         undelivered = max(0, last - max(delivered_upto, self.first - 1))
         try:
             with transaction(db, "cannot delete"):
-                db.execute("DELETE FROM samples WHERE seq <= ?", (last,))
+                n = db.execute("DELETE FROM samples WHERE seq <= ?", (last,)).rowcount
+                store_head_floor(db, self.head)
         except JournalError as exc:
             self.log.error("journal over its cap (%d bytes) and %s", self.bytes, exc)
             return None
         self.rows -= n
-        self.first = last + 1
+        self.first = self.next_seq(db, last)
         self.dropped_rows += n
         self.dropped_undelivered += undelivered
         self.measure(db)

@@ -95,6 +95,8 @@ class Gateway:
             synchronous=jc.synchronous,
             commit_interval_s=jc.commit_interval_ms / 1000.0,
             max_bytes=int(jc.max_mb * 1024 * 1024),
+            retention_s=jc.retention_h * 3600.0,
+            reserve_bytes=int(jc.reserve_mb * 1024 * 1024),
         )
         self.sinks = list(site.config.sinks) + list(extra_sinks or [])
         self.api_enabled = site.config.api.enabled if api is None else api

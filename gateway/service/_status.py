@@ -151,7 +151,15 @@ def _render(st: GatewayStatus) -> str:
             lines.append(f"  poller {line}: restarted {p.restarts}× after an error, last {_age(p.last_error_ns)} ago: "
                          f"{p.last_error}")
     j = st.journal
-    lines.append(f"journal: {j.rows} rows, {j.bytes / 1e6:.1f} MB, dropped {j.dropped_rows}")
+    free = "?" if j.free_bytes is None else f"{j.free_bytes / 1e6:.1f} MB"
+    lines.append(f"journal: {j.rows} rows, {j.bytes / 1e6:.1f} MB of {j.effective_max_bytes / 1e6:.1f} MB in force, "
+                 f"disk free {free}{' (UNDER THE RESERVE)' if j.low_space else ''}, dropped {j.dropped_rows}, "
+                 f"retention deleted {j.retention_deleted}")
+    trouble = [f"{n} {what}" for what, n in (("recovered from damage", j.recovered_from_damage),
+                                             ("lost commits detected", j.lost_commits_detected),
+                                             ("unreadable rows", j.unreadable_rows)) if n]
+    if trouble:
+        lines.append(f"  JOURNAL: {', '.join(trouble)} (see the log and docs/journal.md)")
     for name, sink in sorted(st.sinks.items()):
         backlog = j.sinks.get(name)
         lines.append(
