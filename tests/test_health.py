@@ -20,11 +20,12 @@ import pytest
 import yaml
 from aiohttp import web
 
+from drivers.modbus import DeviceStats
 from gateway.config import load_site
 from gateway.journal import JournalStats
 from gateway.service import Gateway, GatewayStatus, MqttStatus
 from gateway.service._api import build_app
-from gateway.service._health import HealthPolicy, health_reasons
+from gateway.service._health import START_GRACE_S, HealthPolicy, health_reasons
 from gateway.sinks import DeliveryStats, PublisherStats
 from tests.harness import GatewayProcess, SimulatorProcess, wait_until, write_site
 from tests.processes import free_port
@@ -105,6 +106,16 @@ def test_no_device_up_is_a_reason_and_reasons_add_up() -> None:
                  last_commit_failure_ns=NOW)
     reasons = health_reasons(st, NOW)
     assert reasons[-1] == "devices: none of 3 is up" and len(reasons) == 3
+
+
+def test_a_gateway_that_has_just_started_is_not_down_before_its_first_poll() -> None:
+    fresh = {"m1": DeviceStats(), "m2": DeviceStats()}  # degraded, never polled yet
+    starting = _status(devices_up=0, uptime_s=2.0, devices=fresh)
+    assert health_reasons(starting, NOW) == []
+    assert health_reasons(dataclasses.replace(starting, uptime_s=START_GRACE_S + 1), NOW) == [
+        "devices: none of 2 is up"]
+    failed = {"m1": DeviceStats(polls_failed=1), "m2": DeviceStats()}
+    assert health_reasons(dataclasses.replace(starting, devices=failed), NOW) == ["devices: none of 2 is up"]
 
 
 async def test_the_endpoint_answers_503_with_the_reasons() -> None:

@@ -8,7 +8,8 @@ Unhealthy when readings are being lost or held back, not only when every device 
 - the journal's file system has less free space than the reserve (``JournalStats.low_space``);
 - a sink's oldest unsent sample is older than ``max_unsent_age_s`` (a database or broker outage,
   or a sink that cannot keep up);
-- the site has devices and none is up.
+- the site has devices and none is up (past the start: while no device has been polled yet, for at
+  most ``START_GRACE_S``, a gateway that has just started is not unhealthy for that).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gateway.service._status import GatewayStatus
+
+START_GRACE_S = 60.0  # how long "no device polled yet" counts as starting, not as down
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ def health_reasons(st: GatewayStatus, now_ns: int, policy: HealthPolicy = Health
             why = f"; last error: {last_error}" if last_error else ""
             reasons.append(f"sink {name}: oldest unsent sample is {age_s:.0f} s old "
                            f"(limit {policy.max_unsent_age_s:g} s), {backlog.backlog_rows} rows waiting{why}")
-    if st.devices_total > 0 and st.devices_up == 0:
+    starting = st.uptime_s < START_GRACE_S and all(d.polls_ok + d.polls_failed == 0 for d in st.devices.values())
+    if st.devices_total > 0 and st.devices_up == 0 and not starting:
         reasons.append(f"devices: none of {st.devices_total} is up")
     return reasons
