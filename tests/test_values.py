@@ -115,3 +115,12 @@ def test_override_declares_or_switches_off_a_sentinel(tmp_path) -> None:
     points = {p.name: p for p in load_site(path).devices[0].points}
     assert points["x00_kw"].sentinels == () and points["x01_kw"].sentinels == (0x7FFF,)
     assert points["x02_kw"].sentinels == (0xFFFF,)
+
+
+def test_the_mqtt_publisher_keeps_an_exact_integer_a_number() -> None:
+    from gateway.sinks._mqtt_publish import _exact_or_text
+
+    big = 2**53 + 1
+    assert _exact_or_text(str(big), float(big)) == big and isinstance(_exact_or_text(str(-big), -float(big)), int)
+    assert _exact_or_text("SN-1234", math.nan) == "SN-1234"  # a string field stays a string
+    assert _exact_or_text("1234", math.nan) == "1234"  # a string field of digits is still a string

@@ -198,9 +198,9 @@ class MqttPublisher:
                 if not math.isnan(value):
                     state[field] = value
             if row.texts:
-                for field, text in zip(fields, row.texts, strict=True):
+                for field, text, value in zip(fields, row.texts, row.values.tolist(), strict=True):
                     if text is not None:
-                        state[field] = text
+                        state[field] = _exact_or_text(text, value)
             if row.ts_ns >= int(state.get("ts_ns", 0)):
                 state["ts_ns"] = row.ts_ns
                 state["ts"] = datetime.fromtimestamp(row.ts_ns / 1e9, UTC).isoformat()
@@ -275,3 +275,11 @@ def mqtt_publisher(site: Site, journal: Journal) -> MqttSink | None:
         return None
     return MqttSink(pub, pub.broker or section.brokers[0], pub.client_id or f"{section.client_id}-pub", journal,
                     site.name, mqtt5=section.protocol == "5", reconnect_max_s=section.reconnect_max_s)
+
+
+def _exact_or_text(text: str, value: float) -> int | str:
+    """A 64-bit integer beyond 2^53 travels as its exact decimal beside a finite float64 (see
+    ``drivers/modbus/_codec.py``): publish it as a JSON number, not a string; a string field stays one."""
+    if not math.isnan(value) and text.lstrip("-").isdigit():
+        return int(text)
+    return text
