@@ -339,7 +339,8 @@ def test_each_building_uses_its_own_grid_region_and_no_meter_means_unknown(tmp_p
                       {"name": "c", "park": "q", "floor_area_m2": 500},
                       {"name": "d", "park": "q", "floor_area_m2": 500, "grid_region": "southwest"}],
         "devices": [{"name": f"m{x}", "building": x, "role": "grid_meter", "profile": "dtsu666",
-                     "connection": {"type": "tcp", "host": "127.0.0.1", "port": 15100}} for x in "bc"],
+                     "connection": {"type": "tcp", "host": "127.0.0.1", "port": 15100}, "unit_id": i + 1}
+                    for i, x in enumerate("bc")],
     }
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(doc))
     run = subprocess.run([sys.executable, "-c", BUILDINGS_SCRIPT, str(tmp_path / "site.yaml"), str(T0)],

@@ -93,7 +93,7 @@ async def test_the_cap_counts_the_wal_dead_letters_and_arrival_records(tmp_path:
         wal = Path(f"{tmp_path / 'j.db'}-wal").stat().st_size
         assert wal > 100_000 and j.stats().bytes >= wal + 2000 * 480
         before = j.stats().bytes
-        await j.dead_letter_payloads("mqtt", [(i, "t", os.urandom(10_000), "junk") for i in range(100)])
+        await j.dead_letter_payloads("mqtt", [(i, "t", os.urandom(10_000), 10_000, "junk") for i in range(100)])
         await asyncio.gather(*(j.append(wide(sid, 10**6 + i, i), (os.urandom(32), i)) for i in range(1000)))
         assert j.stats().bytes >= before + 100 * 10_000 + 1000 * (480 + 32)  # counted once the next commit measures
 
