@@ -15,8 +15,12 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from pymodbus.framer import FramerRTU
+from pymodbus.pdu import DecodePDU
+from pymodbus.pdu.register_message import ReadHoldingRegistersRequest, ReadHoldingRegistersResponse
 
 from drivers.modbus import ModbusDeviceSpec, ModbusPoller, Point, TcpLink
+from drivers.modbus._framing import InStepRtuFramer
 from tests.processes import free_port
 from tests.rtu_converter import Exchange, RtuConverter
 from tests.servers import ModbusTestServer
@@ -155,3 +159,24 @@ async def test_a_unit_that_ignores_function_08_is_read_again_after_a_missed_repl
     assert_own_values(polls, reads)
     warned = [r for r in caplog.records if "does not answer function 08" in r.getMessage()]
     assert len(warned) == 1 and "unit 7" in warned[0].getMessage()
+
+
+def test_owed_answers_choose_the_proof_and_late_ones_bring_the_unit_back() -> None:
+    """Pure framing logic: what a unit that ignores function 08 is sent while it owes answers."""
+    framer, plain = InStepRtuFramer(DecodePDU(False)), FramerRTU(DecodePDU(True))
+    two = ReadHoldingRegistersRequest(address=0, count=2, dev_id=7)
+    one = ReadHoldingRegistersRequest(address=0, count=1, dev_id=7)
+    framer.no_echo.add(7)
+    framer.buildFrame(two)
+    framer.settle()  # no answer: out of step, owing a 4-byte answer
+    assert 7 in framer.out_of_step
+    assert framer.proof_for(one, itself=True) is one  # a 2-byte answer cannot be the owed one
+    assert framer.proof_for(two, itself=True).count == 1  # the read itself could: a shorter one
+    framer.buildFrame(one)
+    framer.settle()  # that one unanswered too: nothing left that can be told apart
+    assert framer.proof_for(two, itself=True) is None and framer.proof_for(one, itself=True) is None
+    late = plain.buildFrame(ReadHoldingRegistersResponse(registers=[5, 6], dev_id=7))
+    assert framer.handleFrame(late, 0, 0) == (len(late), None)  # nothing in flight: dropped, accounted
+    assert 7 in framer.out_of_step  # the short read's answer is still owed
+    framer.handleFrame(plain.buildFrame(ReadHoldingRegistersResponse(registers=[5], dev_id=7)), 0, 0)
+    assert 7 not in framer.out_of_step and not framer.owed  # it answered everything it was sent

@@ -29,17 +29,18 @@ request's own timeout.
 Units that ignore function 08.  The protocol asks for at least exception 01, but cheap meters stay
 silent, so an unanswered echo to a unit that has never answered one marks it as not answering
 function 08 (counted in ``echoes_unanswered``, reported once through ``on_no_echo``).  Such a unit
-is brought back in step by a *short read* instead: fewer of the registers of the read about to go
-out, so many that the answer's byte count differs from that of every request the unit still owes
-(:attr:`owed`).  Only that answer (unit, function, byte count, CRC) is accepted, and as after the
-echo the unit has then answered or dropped everything sent before.  An exception answer to it
+is brought back in step by a request whose answer nothing the unit still owes (:attr:`owed`) can
+look like: the request about to go out itself if it is such, else a *short read*, fewer of its
+registers, so many that the answer's byte count differs from that of every owed one.  Only that
+answer (unit, function, byte count or echoed fields, CRC) is accepted, and as after the echo the
+unit has then answered or dropped everything sent before.  An exception answer to it
 proves nothing (a late exception to an owed read looks the same): the exchange fails.  Late
 answers are accounted too: an answer to an owed request, whenever it comes, means everything sent
 to the unit before that request is done, so the unit is in step once the last one it owes comes
-in (and a late echo answer clears the mark).  When no short read can be told apart (a write, a
-one-register read, or every shorter count owed) nothing is sent to the unit, so the line stays
-free for what it owes, until the line has been quiet — no byte, no request to it — for
-``release_s`` (and twice the latest answer seen); then it is let back in step *unproven*
+in (and a late echo answer clears the mark).  When no request can be told apart (a write or a
+one-register read that is owed, or every shorter count owed as well) nothing is sent to the unit,
+so the line stays free for what it owes, until the line has been quiet — no byte, no request to
+it — for ``release_s`` (and twice the latest answer seen); then it is let back in step *unproven*
 (counted in ``unproven``).  That is the one case without a proof: a reply later than that quiet
 time, to the same unit, function and byte count, is taken for the next answer.
 """
@@ -107,6 +108,12 @@ def _read_head(unit: int, fc: int, count: int) -> bytes:
     return bytes((unit, fc, ((count + 7) // 8 if fc < 3 else 2 * count) & 0xFF))
 
 
+def _answer_head(request: ModbusPDU) -> bytes:
+    """How the normal answer to ``request`` starts, as :attr:`InStepRtuFramer.owed` keeps it."""
+    head = _expected_answer(bytes((request.dev_id, request.function_code)) + request.encode() + b"\0\0")[1]
+    return head[:3] if request.function_code <= 4 else head
+
+
 class InStepRtuFramer(FramerRTU):
     """The RTU framer, accepting only the answer to the request in flight (see the module doc)."""
 
@@ -170,15 +177,18 @@ class InStepRtuFramer(FramerRTU):
         self.out_of_step.discard(unit)
         self.owed.pop(unit, None)
 
-    def short_read(self, request: ModbusPDU) -> ModbusPDU | None:
-        """A read of fewer of ``request``'s registers whose answer nothing the unit owes can look like."""
-        fc, unit = request.function_code, request.dev_id
-        if fc not in (1, 2, 3, 4):
+    def proof_for(self, request: ModbusPDU, itself: bool) -> ModbusPDU | None:
+        """``request`` itself (if ``itself``), else a read of fewer of its registers: the first whose
+        answer nothing the unit owes can look like."""
+        owed = {head for head, _sent in self.owed.get(request.dev_id, [])}
+        if itself and (head := _answer_head(request)) and head not in owed:
+            return request
+        if request.function_code not in (1, 2, 3, 4):
             return None
-        owed = {head for head, _sent in self.owed.get(unit, [])}
         for count in range(request.count - 1, 0, -1):
-            if _read_head(unit, fc, count) not in owed:
-                return type(request)(address=request.address, count=count, dev_id=unit)
+            probe = type(request)(address=request.address, count=count, dev_id=request.dev_id)
+            if _answer_head(probe) not in owed:
+                return probe
         return None
 
     def next_nonce(self) -> int:
@@ -290,17 +300,20 @@ class InStepMixin:
                 await super().execute(False, ReturnQueryDataRequest(nonce, dev_id=unit))  # type: ignore[misc]
                 framer.echoed.add(unit)
                 framer.resyncs += 1
-            elif (probe := framer.short_read(request)) is not None:
+            elif (proof := framer.proof_for(request, not no_response_expected)) is not None:
                 sent = time.monotonic()
-                answer = await super().execute(False, probe)  # type: ignore[misc]
-                if answer.isError():  # may be a late exception to an owed read: the probe may be owed
-                    framer.owe(unit, _read_head(unit, probe.function_code, probe.count), sent)
-                    raise ModbusException(f"unit {unit}: exception {answer.exception_code} to a short read")
-                framer.resyncs += 1
+                answer = await super().execute(False, proof)  # type: ignore[misc]
+                if answer.isError():  # may be a late exception to an owed read: the proof may be owed
+                    framer.owe(unit, _answer_head(proof), sent)
+                    raise ModbusException(f"unit {unit}: exception {answer.exception_code} while out of step")
+                framer.in_step(unit)
+                framer.resyncs += proof is not request
+                if proof is request:
+                    return answer
             elif time.monotonic() - framer.quiet_since(unit) >= max(self.release_s, 2 * framer.longest_late_s):
                 framer.unproven += 1
             else:  # nothing can tell its answers apart yet: keep the line free for them
-                raise ModbusException(f"unit {unit} still owes answers that no short read can be told from")
+                raise ModbusException(f"unit {unit} still owes answers that no shorter read can be told from")
             framer.in_step(unit)
         return await super().execute(no_response_expected, request)  # type: ignore[misc]
 
