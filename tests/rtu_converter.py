@@ -7,7 +7,8 @@ real RS-485 line is.  ``deliver="current"`` hands every answer to the TCP connec
 moment (a transparent converter: a reply that comes after the gateway reopened its socket lands on
 the new connection; one that comes while no connection is open waits for the next, as in a
 converter that buffers serial data); ``deliver="origin"`` only to the connection the request came
-on, and drops it if that one is closed.
+on, and drops it if that one is closed.  ``ignore`` lists function codes the unit does not answer
+at all (as cheap meters do with function 08): such requests are recorded and never reach the bus.
 
 A delay can be *aligned*: after it the answer waits for the next request to arrive and follows it
 by ``ALIGN_S``, the worst moment for a master without transaction ids (the late answer lands while
@@ -37,6 +38,7 @@ class Exchange:
     arrived: float  # time.monotonic() when the request reached the converter
     delay_s: float
     aligned: bool = False
+    count: int = 0  # the request's quantity (or sub-function for FC 08)
     first_register: int | None = None  # FC 03/04 answers
     answered: float | None = None  # when the answer was handed to a TCP connection
 
@@ -51,8 +53,9 @@ class RtuConverter:
         delay_of: Callable[[int], tuple[float, bool]],
         *,
         deliver: Literal["current", "origin"] = "current",
+        ignore: frozenset[int] = frozenset(),
     ) -> None:
-        self.bus, self.delay_of, self.deliver = bus, delay_of, deliver
+        self.bus, self.delay_of, self.deliver, self.ignore = bus, delay_of, deliver, ignore
         self.exchanges: list[Exchange] = []
         self.connections = 0
         self._queue: asyncio.Queue[tuple[bytes, asyncio.StreamWriter, float]] = asyncio.Queue()
@@ -93,7 +96,10 @@ class RtuConverter:
         while True:
             frame, origin, arrived = await self._queue.get()
             ex = Exchange(len(self.exchanges), frame[1], arrived, *self.delay_of(len(self.exchanges)))
+            ex.count = int.from_bytes(frame[4:6], "big")
             self.exchanges.append(ex)
+            if frame[1] in self.ignore:
+                continue
             bus_writer.write(frame)
             answer = await _read_answer(bus_reader)
             if answer[1] in (3, 4):

@@ -24,8 +24,25 @@ and be taken for the answer to the read that follows.  Why not just reopen the s
 transparent TCP→RTU converter hands whatever its serial port receives to the TCP connection open
 at that moment, so the late reply lands on the new connection as well; reopening a serial port
 does not stop the bus either.  Costs: one short exchange per out-of-step unit, inside the
-request's own timeout; a unit that does not answer function 08 at all (the protocol requires at
-least exception 01) stays out of step once it has missed a reply.
+request's own timeout.
+
+Units that ignore function 08.  The protocol asks for at least exception 01, but cheap meters stay
+silent, so an unanswered echo to a unit that has never answered one marks it as not answering
+function 08 (counted in ``echoes_unanswered``, reported once through ``on_no_echo``).  Such a unit
+is brought back in step by a request whose answer nothing the unit still owes (:attr:`owed`) can
+look like: the request about to go out itself if it is such, else a *short read*, fewer of its
+registers, so many that the answer's byte count differs from that of every owed one.  Only that
+answer (unit, function, byte count or echoed fields, CRC) is accepted, and as after the echo the
+unit has then answered or dropped everything sent before.  An exception answer to it
+proves nothing (a late exception to an owed read looks the same): the exchange fails.  Late
+answers are accounted too: an answer to an owed request, whenever it comes, means everything sent
+to the unit before that request is done, so the unit is in step once the last one it owes comes
+in (and a late echo answer clears the mark).  When no request can be told apart (a write or a
+one-register read that is owed, or every shorter count owed as well) nothing is sent to the unit,
+so the line stays free for what it owes, until the line has been quiet — no byte, no request to
+it — for ``release_s`` (and twice the latest answer seen); then it is let back in step *unproven*
+(counted in ``unproven``).  That is the one case without a proof: a reply later than that quiet
+time, to the same unit, function and byte count, is taken for the next answer.
 """
 
 from __future__ import annotations
@@ -77,13 +94,24 @@ def _expected_answer(request: bytes) -> tuple[int, bytes]:
     unit, fc = request[0], request[1]
     if fc in (1, 2, 3, 4):
         count = int.from_bytes(request[4:6], "big")
-        n = (count + 7) // 8 if fc < 3 else 2 * count
-        return 5 + n, bytes((unit, fc, n & 0xFF))
+        head = _read_head(unit, fc, count)
+        return 5 + head[2], head
     if fc in (5, 6, 8):  # the answer echoes the request
         return len(request), request[:-2]
     if fc in (15, 16):  # unit, function, address, quantity
         return 8, request[:6]
     return 0, b""
+
+
+def _read_head(unit: int, fc: int, count: int) -> bytes:
+    """How the normal answer to a read (FC 01-04) of ``count`` registers or bits starts."""
+    return bytes((unit, fc, ((count + 7) // 8 if fc < 3 else 2 * count) & 0xFF))
+
+
+def _answer_head(request: ModbusPDU) -> bytes:
+    """How the normal answer to ``request`` starts, as :attr:`InStepRtuFramer.owed` keeps it."""
+    head = _expected_answer(bytes((request.dev_id, request.function_code)) + request.encode() + b"\0\0")[1]
+    return head[:3] if request.function_code <= 4 else head
 
 
 class InStepRtuFramer(FramerRTU):
@@ -96,11 +124,20 @@ class InStepRtuFramer(FramerRTU):
         self.last_rx = 0.0  # time.monotonic() of the last bytes received
         self.dirty = False  # bytes skipped or a request unanswered since the line was last drained
         self.resyncs = 0
+        # out-of-step unit -> (how the answer starts, when sent) for each request it may still answer
+        self.owed: dict[int, list[tuple[bytes, float]]] = {}
+        self.longest_late_s = 0.0  # the latest answer to an owed request seen so far
+        self.no_echo: set[int] = set()  # units that do not answer function 08
+        self.echoed: set[int] = set()  # units that have answered it: an unanswered echo was just lost
+        self.echoes_unanswered = 0
+        self.unproven = 0  # units let back in step without an answer that proves it
+        self.on_no_echo: Callable[[int], None] | None = None
         self._unit = -1
         self._fc = 0
         self._size = 0
         self._head = b""
         self._answered = True
+        self._sent = 0.0
         self._nonce = 0
 
     def buildFrame(self, message: ModbusPDU) -> bytes:
@@ -109,14 +146,50 @@ class InStepRtuFramer(FramerRTU):
         self._unit, self._fc = frame[0], frame[1]
         self._size, self._head = _expected_answer(frame)
         self._answered = False
+        self._sent = time.monotonic()
         return frame
 
     def settle(self) -> None:
         """Before a new request: if the last one got no answer, its unit is out of step."""
         if not self._answered:
             self._answered = True
-            self.out_of_step.add(self._unit)
-            self.dirty = True
+            self.owe(self._unit, self._head[:3] if self._fc <= 4 else self._head, self._sent)
+            if self._fc == 8:
+                self.echoes_unanswered += 1
+                if self._unit not in self.no_echo | self.echoed:
+                    self.no_echo.add(self._unit)
+                    if self.on_no_echo is not None:
+                        self.on_no_echo(self._unit)
+
+    def owe(self, unit: int, head: bytes, sent: float) -> None:
+        """``unit`` may still send an answer starting with ``head`` (unit, function, byte count or echo)."""
+        self.out_of_step.add(unit)
+        owed = self.owed.setdefault(unit, [])
+        if head:
+            owed.append((head, sent))
+        self.dirty = True
+
+    def quiet_since(self, unit: int) -> float:
+        """Since when neither a byte was received nor a request the unit owes an answer to was sent."""
+        return max([self.last_rx] + [sent for _h, sent in self.owed.get(unit, [])])
+
+    def in_step(self, unit: int) -> None:
+        self.out_of_step.discard(unit)
+        self.owed.pop(unit, None)
+
+    def proof_for(self, request: ModbusPDU, itself: bool) -> ModbusPDU | None:
+        """``request`` itself (if ``itself``), else a read of fewer of its registers: the first whose
+        answer nothing the unit owes can look like."""
+        owed = {head for head, _sent in self.owed.get(request.dev_id, [])}
+        if itself and (head := _answer_head(request)) and head not in owed:
+            return request
+        if request.function_code not in (1, 2, 3, 4):
+            return None
+        for count in range(request.count - 1, 0, -1):
+            probe = type(request)(address=request.address, count=count, dev_id=request.dev_id)
+            if _answer_head(probe) not in owed:
+                return probe
+        return None
 
     def next_nonce(self) -> int:
         self._nonce = (self._nonce + 1) & 0xFFFF
@@ -124,6 +197,31 @@ class InStepRtuFramer(FramerRTU):
 
     def handleFrame(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
         self.last_rx = time.monotonic()
+        used, pdu = self._match(data, exp_devid, exp_tid)
+        if self.owed:
+            self._account(data[:used])
+        return used, pdu
+
+    def _account(self, data: bytes) -> None:
+        """Late answers in bytes consumed (each byte is seen here once): an answer to an owed request
+        means the unit has answered, or dropped, everything sent to it before that request."""
+        for i in range(len(data) - 4):
+            owed = self.owed.get(unit := data[i])
+            for k, (head, sent) in enumerate(owed or ()):
+                n = 5 + head[2] if head[1] <= 4 else 8
+                frame = data[i : i + n]
+                crc = int.from_bytes(frame[-2:], "big")
+                if len(frame) == n and frame.startswith(head) and self.check_CRC(frame[:-2], crc):
+                    self.longest_late_s = max(self.longest_late_s, self.last_rx - sent)
+                    del owed[: k + 1]  # type: ignore[index]
+                    if head[1] == 8:
+                        self.echoed.add(unit)
+                        self.no_echo.discard(unit)
+                    if not owed:
+                        self.in_step(unit)
+                    break
+
+    def _match(self, data: bytes, exp_devid: int, exp_tid: int) -> tuple[int, ModbusPDU | None]:
         if self._answered:  # nothing in flight: late, stray or noise
             self.dirty = True
             return len(data), None
@@ -188,6 +286,7 @@ class InStepMixin:
 
     ctx: Any
     quiet_s: float = 0.05
+    release_s: float = 5.0  # quiet line after which a unit that no request can prove is let go
 
     async def execute(self, no_response_expected: bool, request: ModbusPDU) -> ModbusPDU:
         framer: InStepRtuFramer = self.ctx.framer
@@ -196,10 +295,26 @@ class InStepMixin:
         if framer.dirty:
             await framer.drained(self.quiet_s)
         if unit in framer.out_of_step:
-            nonce = framer.next_nonce()
-            await super().execute(False, ReturnQueryDataRequest(nonce, dev_id=unit))  # type: ignore[misc]
-            framer.out_of_step.discard(unit)
-            framer.resyncs += 1
+            if unit not in framer.no_echo:
+                nonce = framer.next_nonce()
+                await super().execute(False, ReturnQueryDataRequest(nonce, dev_id=unit))  # type: ignore[misc]
+                framer.echoed.add(unit)
+                framer.resyncs += 1
+            elif (proof := framer.proof_for(request, not no_response_expected)) is not None:
+                sent = time.monotonic()
+                answer = await super().execute(False, proof)  # type: ignore[misc]
+                if answer.isError():  # may be a late exception to an owed read: the proof may be owed
+                    framer.owe(unit, _answer_head(proof), sent)
+                    raise ModbusException(f"unit {unit}: exception {answer.exception_code} while out of step")
+                framer.in_step(unit)
+                framer.resyncs += proof is not request
+                if proof is request:
+                    return answer
+            elif time.monotonic() - framer.quiet_since(unit) >= max(self.release_s, 2 * framer.longest_late_s):
+                framer.unproven += 1
+            else:  # nothing can tell its answers apart yet: keep the line free for them
+                raise ModbusException(f"unit {unit} still owes answers that no shorter read can be told from")
+            framer.in_step(unit)
         return await super().execute(no_response_expected, request)  # type: ignore[misc]
 
 

@@ -11,7 +11,9 @@ pymodbus skips frames whose transaction id differs from the request's, so a repl
 its request timed out is dropped.  RTU frames have no transaction id: on an RTU line (serial, or
 RTU over TCP through a converter) every frame is matched against the request in flight and a unit
 that missed a reply is brought back in step (a function 08 echo with a nonce) before its next
-request, so a reply however late is never taken for the answer to a later request.  Reopening the
+request, so a reply however late is never taken for the answer to a later request (a unit that
+ignores function 08 is brought back in step with a shorter read of the same registers instead,
+see the framing module for the one case where it cannot be).  Reopening the
 socket is not enough: a transparent converter hands a late reply to whichever connection is open.
 After a timeout the line also stays quiet for one more timeout (at least ``RTU_SETTLE_S``), so a
 reply that is only slightly late lands in that silence and costs no resync; a dead unit on a
@@ -43,6 +45,9 @@ __all__ = ["MalformedFrame", "ModbusLine", "SerialLink", "TcpLink", "line_key"]
 #: least silence on an RTU line after a timeout, and the quiet time (no byte received) a line
 #: must show before a frame goes out after a lost or garbled exchange
 RTU_SETTLE_S = 0.05
+#: least quiet line before a unit that owes answers no request can be told from is let back in step
+#: unproven (at least 10 timeouts, see :mod:`drivers.modbus._framing`)
+RTU_RELEASE_S = 10.0
 #: consecutive unanswered requests (any unit on the line) before the connection is reopened
 SILENT_BEFORE_RECONNECT = 5
 
@@ -77,6 +82,7 @@ class ModbusLine:
     __slots__ = (  # one per TCP device in the usual layout: no __dict__ each
         "_backstop_s",
         "_client",
+        "_release_s",
         "ever_connected",
         "frame_gap_s",
         "link",
@@ -100,6 +106,7 @@ class ModbusLine:
         # pymodbus' own timeout is only a backstop: asyncio.timeout() around each call fires first,
         # and pymodbus never retries nor drops the connection on its own (retries=0, no auto-reconnect)
         self._backstop_s = 2 * timeout_s + 1.0
+        self._release_s = max(RTU_RELEASE_S, 10 * timeout_s)
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient | None = None
         self.ever_connected = False
         self.silent_timeouts = 0  # consecutive unanswered requests, whatever the unit
@@ -142,9 +149,12 @@ class ModbusLine:
         decoder = client.ctx.framer.decoder
         framer = InStepRtuFramer(decoder) if self.rtu else GuardedSocketFramer(decoder)
         framer.on_malformed = self._malformed
+        if isinstance(framer, InStepRtuFramer):
+            framer.on_no_echo = self._no_echo
         client.ctx.framer = framer
         if isinstance(client, InStepTcpClient | InStepSerialClient):
             client.quiet_s = max(self.frame_gap_s, RTU_SETTLE_S)
+            client.release_s = self._release_s
         return client
 
     def _malformed(self, what: str) -> None:
@@ -156,6 +166,14 @@ class ModbusLine:
         if not future.done():
             future.set_exception(MalformedFrame(what))
         client.close()  # the next exchange reconnects
+
+    def _no_echo(self, unit: int) -> None:
+        self.logger.warning(
+            "modbus line %s: unit %d does not answer function 08 (diagnostics echo); "
+            "it is brought back in step with short reads instead",
+            self.name,
+            unit,
+        )
 
     @property
     def connected(self) -> bool:
