@@ -182,12 +182,13 @@ def test_a_journal_on_an_8_mb_tmpfs_loses_nothing_once_the_sink_is_back(
     assert 0 < at_cap["journal"]["dropped_undelivered"] <= journal["dropped_undelivered"] <= journal["dropped_rows"]
     assert journal["retention_deleted"] > 0 and journal["rows"] < at_cap["journal"]["rows"]
     # every reading the cap did not drop reached the database once the sink was back (and a batch read
-    # before the drop, still in the delivery's hands, may have arrived too)
+    # before the drop, still in the delivery's hands, may have arrived too: the batch being retried and
+    # the one read after it, so at most two batches beyond what the cap kept)
     kept, arrived = answered - journal["dropped_undelivered"], _influx_count(influxd)
     print(f"tmpfs trial: {answered} polls committed, cap in force {at_cap['journal']['effective_max_bytes']} bytes, "
           f"{journal['dropped_undelivered']} dropped undelivered at the cap, {arrived} in influxd, "
           f"{journal['retention_deleted']} deleted by retention, {journal['rows']} rows left")
-    assert kept <= arrived <= kept + sink["batch_lines"]
+    assert kept <= arrived <= kept + 2 * sink["batch_lines"]
 
 
 @pytest.mark.services
