@@ -15,6 +15,7 @@ from drivers.errors import DeviceRejected
 from drivers.modbus import LearnedHole, ModbusDeviceSpec, ModbusPoller, Point, TcpLink, plan_requests
 from drivers.modbus._adaptive import clusters, locate_holes, readable_points
 from tests.scripted_device import HOST, ScriptedDevice
+from tests.test_modbus_client import run_until
 
 
 def hr(name: str, address: int, type_: str = "uint16") -> Point:
@@ -88,17 +89,6 @@ class Recorder:
 
     def on_holes(self, device, holes) -> None:
         self.holes.append((device, holes))
-
-
-async def run_until(poller: ModbusPoller, condition, timeout: float = 10.0) -> None:
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(poller.run())
-        try:
-            async with asyncio.timeout(timeout):
-                while not condition():
-                    await asyncio.sleep(0.01)
-        finally:
-            task.cancel()
 
 
 async def run_for(poller: ModbusPoller, seconds: float) -> None:

@@ -23,6 +23,7 @@ from gateway.service import Gateway, render_status
 from tests.harness import GatewayProcess, wait_until
 from tests.processes import free_port
 from tests.scripted_device import HOST, ScriptedDevice, scripted_site
+from tests.test_modbus_client import run_until
 
 pytestmark = pytest.mark.services
 
@@ -55,23 +56,12 @@ def _spec(port: int, name: str = "m") -> ModbusDeviceSpec:
                             interval_s=0.1, timeout_s=0.3, retries=0)
 
 
-async def _run_until(poller: ModbusPoller, condition, timeout: float = 10.0) -> None:
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(poller.run())
-        try:
-            async with asyncio.timeout(timeout):
-                while not condition():
-                    await asyncio.sleep(0.01)
-        finally:
-            task.cancel()
-
-
 async def test_gateway_target_failed_to_respond_means_down_and_polled_with_backoff(device, caplog) -> None:
     dev = device()
     dev.set(exception=11)
     poller = ModbusPoller([_spec(dev.port)], lambda *a: None)
     with caplog.at_level(logging.WARNING, logger="drivers.modbus"):
-        await _run_until(poller, lambda: poller.stats()["m"].interval_s > 0.1)
+        await run_until(poller, lambda: poller.stats()["m"].interval_s > 0.1)
     stats = poller.stats()["m"]
     assert not stats.up and stats.state == "down" and stats.exceptions[11] >= 3
     messages = [r.getMessage() for r in caplog.records]
@@ -83,7 +73,7 @@ async def test_gateway_path_unavailable_means_down(device) -> None:
     dev = device()
     dev.set(exception=10)
     poller = ModbusPoller([_spec(dev.port)], lambda *a: None)
-    await _run_until(poller, lambda: not poller.stats()["m"].up)
+    await run_until(poller, lambda: not poller.stats()["m"].up)
     assert poller.stats()["m"].state == "down"
 
 
@@ -92,7 +82,7 @@ async def test_server_device_failure_means_alive_but_degraded(device, caplog) ->
     dev.set(exception=4)
     poller = ModbusPoller([_spec(dev.port)], lambda *a: None)
     with caplog.at_level(logging.WARNING, logger="drivers.modbus"):
-        await _run_until(poller, lambda: poller.stats()["m"].exceptions.get(4, 0) >= 5)
+        await run_until(poller, lambda: poller.stats()["m"].exceptions.get(4, 0) >= 5)
     stats = poller.stats()["m"]
     assert stats.up and stats.state == "degraded" and stats.polls_ok == 0 and stats.interval_s == 0.1
     assert any("exception response code 4 (SERVER DEVICE FAILURE)" in r.getMessage() for r in caplog.records)
@@ -120,7 +110,7 @@ async def test_a_device_marked_down_that_answers_with_an_exception_keeps_its_pol
             phase["n"], phase["rows"] = 3, len(rows)
         return phase["n"] == 3 and len(rows) >= phase["rows"] + 2
 
-    await _run_until(poller, script, timeout=30)
+    await run_until(poller, script, timeout=30)
     stats = poller.stats()["m"]
     assert stats.up and stats.state == "up" and stats.interval_s == 0.1
 

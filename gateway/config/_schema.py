@@ -155,25 +155,30 @@ def _tls_needs_https(url: str, tls: SinkTls | None) -> None:
         raise ValueError("tls applies to an https:// url")
 
 
-class InfluxV1Sink(Strict):
-    type: Literal["influxdb_v1"]
+class _InfluxSink(Strict):
+    """What both InfluxDB sinks take: batching, timeouts, gzip and TLS."""
+
     name: str = Field(default="influxdb", pattern=NAME)
     url: HttpUrl
-    database: str = Field(min_length=1)
-    retention_policy: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
     batch_lines: int = Field(default=5000, ge=1, le=100_000)
     max_age_s: float = Field(default=1.0, ge=0.01, le=3600)
     timeout_s: float = Field(default=10.0, ge=0.1, le=600)
     gzip: bool = True
-    skip_database_creation: bool = True  # false: a missing database is created (needs an admin user)
     tls: SinkTls | None = None
 
     @model_validator(mode="after")
-    def _tls(self) -> InfluxV1Sink:
+    def _tls(self) -> _InfluxSink:
         _tls_needs_https(self.url, self.tls)
         return self
+
+
+class InfluxV1Sink(_InfluxSink):
+    type: Literal["influxdb_v1"]
+    database: str = Field(min_length=1)
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    skip_database_creation: bool = True  # false: a missing database is created (needs an admin user)
 
     @model_validator(mode="after")
     def _credentials_once(self) -> InfluxV1Sink:
@@ -183,23 +188,11 @@ class InfluxV1Sink(Strict):
         return self
 
 
-class InfluxV2Sink(Strict):
+class InfluxV2Sink(_InfluxSink):
     type: Literal["influxdb_v2"]
-    name: str = Field(default="influxdb", pattern=NAME)
-    url: HttpUrl
     org: str = Field(min_length=1)
     bucket: str = Field(min_length=1)
     token: SecretStr
-    batch_lines: int = Field(default=5000, ge=1, le=100_000)
-    max_age_s: float = Field(default=1.0, ge=0.01, le=3600)
-    timeout_s: float = Field(default=10.0, ge=0.1, le=600)
-    gzip: bool = True
-    tls: SinkTls | None = None
-
-    @model_validator(mode="after")
-    def _tls(self) -> InfluxV2Sink:
-        _tls_needs_https(self.url, self.tls)
-        return self
 
     @model_validator(mode="after")
     def _token_only(self) -> InfluxV2Sink:
